@@ -7,6 +7,9 @@ Messages are written for an operator and never contain a token or cookie.
 
 from __future__ import annotations
 
+import json
+import re
+
 
 class GrokError(Exception):
     """Base class: an upstream failure with an operator-readable message."""
@@ -67,3 +70,112 @@ class UpstreamBroken(GrokError):
     """Network failure, timeout, 5xx, an unexpected 4xx or a stream that makes no sense."""
 
     kind = "broken"
+
+
+# --- classification (added by the grok adapter; the classes above are unchanged) ---------------
+
+# Body markers grok.com uses for a dead or refused SSO session (upstream.md §5.1).
+_CREDENTIAL_MARKERS = (
+    "invalid-credentials",
+    "bad-credentials",
+    "failed to look up session id",
+    "blocked-user",
+    "user is blocked",
+    "email-domain-rejected",
+    "session not found",
+    "account suspended",
+    "token revoked",
+    "token expired",
+    "no credentials presented",
+    "unauthenticated",
+)
+_RATE_MARKERS = ("too many requests", "rate limit", "usage limit", "usage quota", "rate_limit")
+_ANTI_BOT_MARKERS = ("anti-bot", "anti bot", "antibot")
+_CLOUDFLARE_MARKERS = (
+    "just a moment",
+    "challenge-platform",
+    "cf-chl",
+    "cf_chl",
+    "attention required! | cloudflare",
+    "cf-browser-verification",
+    "/cdn-cgi/challenge",
+)
+
+# Anything that looks like a JWT (the sso cookie is one) or cookie assignment is cut out of
+# messages, so an operator-facing message can never leak a credential grok.com echoed back.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?")
+_COOKIE = re.compile(r"(?i)\b(sso(?:-rw)?|cf_clearance)=[^;\s]+")
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+def scrub(text: str, limit: int = 300) -> str:
+    """Remove anything credential-like from an upstream message and shorten it."""
+    text = _JWT.sub("[redacted]", text)
+    text = _COOKIE.sub(r"\1=[redacted]", text)
+    text = _USERINFO.sub(r"\1***@", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def classify_error_payload(
+    code: int | None, message: str, *, status: int | None = None, where: str = "grok.com"
+) -> GrokError:
+    """Map an upstream `{"error": {code, message}}` (in-band or HTTP body) to a GrokError."""
+    text = scrub(message or "")
+    low = text.lower()
+    detail = f"{text} (code {code})" if code is not None else text
+    kw = {"status": status, "code": code}
+    if code == 16 or status == 401 or any(m in low for m in _CREDENTIAL_MARKERS):
+        return InvalidCredentials(f"{where} rejected the SSO token: {detail}", **kw)
+    if code == 8 or status == 429 or any(m in low for m in _RATE_MARKERS):
+        return RateLimited(f"{where} rate limit: {detail}", **kw)
+    if code == 7 or any(m in low for m in _ANTI_BOT_MARKERS):
+        return AntiBotRejected(f"{where} anti-bot rules rejected the request: {detail}", **kw)
+    if status == 404:
+        return ConversationNotFound(f"{where} has no such conversation: {detail}", **kw)
+    return UpstreamBroken(f"{where} error: {detail or 'no message'}", **kw)
+
+
+def looks_like_cloudflare(content_type: str | None, body_text: str) -> bool:
+    """True when a body is a Cloudflare challenge/block page rather than an API answer."""
+    if "json" in (content_type or "").lower():
+        return False
+    low = body_text[:20000].lower()
+    return any(m in low for m in _CLOUDFLARE_MARKERS)
+
+
+def classify_http_error(status: int, content_type: str | None, body_text: str) -> GrokError:
+    """Turn a non-2xx grok.com answer into the GrokError the pool should act on."""
+    body_text = body_text or ""
+    if looks_like_cloudflare(content_type, body_text):
+        return CloudflareChallenge(
+            f"grok.com answered HTTP {status} with a Cloudflare challenge page "
+            "(change proxy/IP or refresh GROK_CF_CLEARANCE)",
+            status=status,
+        )
+    code: int | None = None
+    message = ""
+    try:
+        data = json.loads(body_text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+            raw_code = err.get("code")
+            code = raw_code if isinstance(raw_code, int) else None
+            message = str(err.get("message") or "")
+        elif isinstance(err, str):
+            message = err
+        elif isinstance(data.get("message"), str):
+            message = data["message"]
+    if not message and data is None:
+        # Non-JSON bodies are shown only as a short hint: they may be whole HTML pages.
+        message = body_text.strip()[:120]
+    err = classify_error_payload(code, message, status=status, where=f"grok.com HTTP {status}")
+    if type(err) is UpstreamBroken and status == 403 and "<html" in body_text[:2000].lower():
+        # An HTML 403 without challenge markers is still an edge block, not the account.
+        return Blocked(
+            f"grok.com HTTP 403 HTML page (blocked at the edge): {err.message}", status=status
+        )
+    return err
