@@ -1,0 +1,167 @@
+"""Accounts of the fake grok.com: identity derived from the token, quotas, and faults.
+
+Any SSO token is an account. Its e-mail is `<first 12 hex of sha256(token)>@emulator.grok.test`
+and its userId a UUID made from the same digest, so tests can predict both without a request.
+
+Behaviour chosen by token prefix (a fault set through `/_emulator/fault` acts the same way):
+
+    emu-ratelimited-…  chat 429 code 8 "Too many requests"; rate-limits shows 0 remaining
+    emu-invalid-…      chat 403 code 16 invalid-credentials; session `unauthenticated`
+    emu-blocked-…      chat 403 code 16 blocked-user; session `blocked`
+    emu-cloudflare-…   403 HTML "Just a moment..." challenge, `server: cloudflare`, every route
+    emu-antibot-…      chat 403 code 7 "Request rejected by anti-bot rules."
+    emu-inband-…       chat HTTP 200 whose first line is `{"error":{"code":8,...}}`
+    emu-usagelimit-…   chat HTTP 200 whose frame is the nested usage-limit error
+    emu-dies-…         chat stream sends some tokens, then the connection drops
+    emu-slow-…         chat first byte after a delay (2 s unless `slow_delay` is configured)
+
+Everything else is a healthy "super" account (quotas as upstream.md §5.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+
+FAULTS = (
+    "ratelimited",
+    "invalid",
+    "blocked",
+    "cloudflare",
+    "antibot",
+    "inband",
+    "usagelimit",
+    "dies",
+    "slow",
+)
+
+# Faults that act on every route, not only on chat.
+GLOBAL_FAULTS = {"cloudflare"}
+
+# "super" tier (upstream.md §5.2); grok-420-computer-use-sa is grok-4.3 (50 per window).
+DEFAULT_QUOTAS: dict[str, int] = {
+    "auto": 50,
+    "fast": 140,
+    "expert": 50,
+    "heavy": 20,
+    "grok-420-computer-use-sa": 50,
+}
+DEFAULT_WINDOW_SECONDS = 7200
+
+EMAIL_DOMAIN = "emulator.grok.test"
+
+
+def token_digest(token: str) -> bytes:
+    """SHA-256 of the token, the seed of every derived identity value."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def email_for(token: str) -> str:
+    """The account e-mail the emulator reports for a token."""
+    return f"{token_digest(token).hex()[:12]}@{EMAIL_DOMAIN}"
+
+
+def user_id_for(token: str) -> str:
+    """The account userId (a UUID) the emulator reports for a token."""
+    return str(uuid.UUID(bytes=token_digest(token)[:16], version=4))
+
+
+def org_id_for(token: str) -> str:
+    """The organizationId reported by the session endpoint."""
+    return str(uuid.UUID(bytes=token_digest(token)[16:32], version=4))
+
+
+def prefix_fault(token: str) -> str | None:
+    """The fault a token's prefix selects, or None for a healthy account."""
+    for name in FAULTS:
+        if token.startswith(f"emu-{name}-"):
+            return name
+    return None
+
+
+@dataclass
+class Quota:
+    """One mode's request window."""
+
+    total: int
+    window_seconds: int
+    remaining: int
+    window_start: float = field(default_factory=time.monotonic)
+
+    def refresh(self, now: float) -> None:
+        """Start a new window when the old one has expired."""
+        if now - self.window_start >= self.window_seconds:
+            self.window_start = now
+            self.remaining = self.total
+
+    def wait_seconds(self, now: float) -> int:
+        """Seconds until a query is possible again (0 when one is left)."""
+        if self.remaining > 0:
+            return 0
+        return max(0, int(self.window_start + self.window_seconds - now + 0.999))
+
+
+@dataclass
+class Account:
+    """A grok.com account as the emulator sees it."""
+
+    token: str
+    email: str
+    user_id: str
+    org_id: str
+    quotas: dict[str, Quota] = field(default_factory=dict)
+    fault: str | None = None  # set by the control API; overrides the prefix fault
+    fault_times: int | None = None  # None = until cleared
+    uploads: dict[str, dict] = field(default_factory=dict)
+
+    def quota(self, mode: str, now: float) -> Quota:
+        """The window for a quota mode, created with defaults on first use."""
+        q = self.quotas.get(mode)
+        if q is None:
+            total = DEFAULT_QUOTAS.get(mode, 50)
+            remaining = 0 if prefix_fault(self.token) == "ratelimited" else total
+            q = Quota(total, DEFAULT_WINDOW_SECONDS, remaining, now)
+            self.quotas[mode] = q
+        q.refresh(now)
+        return q
+
+    def active_fault(self) -> str | None:
+        """The fault in force: a control-API fault if set, else the token prefix's."""
+        if self.fault is not None:
+            return None if self.fault == "none" else self.fault
+        return prefix_fault(self.token)
+
+    def consume_fault(self) -> None:
+        """Count one firing of a control-API fault limited by `times`."""
+        if self.fault is not None and self.fault_times is not None:
+            self.fault_times -= 1
+            if self.fault_times <= 0:
+                self.fault = None
+                self.fault_times = None
+
+
+class AccountBook:
+    """All accounts seen since the last reset, by token and by e-mail."""
+
+    def __init__(self) -> None:
+        self.by_token: dict[str, Account] = {}
+        self.by_email: dict[str, Account] = {}
+
+    def get(self, token: str) -> Account:
+        """The account of a token, created on first sight."""
+        acct = self.by_token.get(token)
+        if acct is None:
+            acct = Account(token, email_for(token), user_id_for(token), org_id_for(token))
+            self.by_token[token] = acct
+            self.by_email[acct.email] = acct
+        return acct
+
+    def find(self, token: str | None, email: str | None) -> Account | None:
+        """Look up by token (creating it) or by e-mail (only accounts already seen)."""
+        if token:
+            return self.get(token)
+        if email:
+            return self.by_email.get(email)
+        return None
