@@ -1,0 +1,172 @@
+"""Run the emulator in a subprocess for tests and benchmarks, and drive its control API.
+
+with running_emulator(tokens=8, dialect="modes") as emu:
+    requests.post(emu.base_url + "/rest/app-chat/conversations/new", cookies=emu.cookies("t"), ...)
+    emu.set_fault("dies", token="t", times=1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .accounts import email_for, user_id_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmulatorHandle:
+    """Where a running emulator listens, plus typed wrappers around `/_emulator/`."""
+
+    def __init__(self, base_url: str, process: subprocess.Popen | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.assets_url = f"{self.base_url}/assets"  # the value for GROK_ASSETS_URL
+        self.process = process
+        self.http = requests.Session()
+
+    @staticmethod
+    def cookies(token: str) -> dict[str, str]:
+        """The cookies grok.com expects for an SSO token."""
+        return {"sso": token, "sso-rw": token}
+
+    @staticmethod
+    def email(token: str) -> str:
+        """The e-mail the emulator derives from a token."""
+        return email_for(token)
+
+    @staticmethod
+    def user_id(token: str) -> str:
+        """The userId the emulator derives from a token."""
+        return user_id_for(token)
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.http.request(method, f"{self.base_url}/_emulator/{path}", timeout=10, **kw)
+        resp.raise_for_status()
+        return resp.json()
+
+    def healthy(self) -> bool:
+        """Whether the emulator answers its health route."""
+        try:
+            return bool(self._call("GET", "health").get("ok"))
+        except requests.RequestException:
+            return False
+
+    def reset(self) -> None:
+        """Forget all state and restore the start-up config."""
+        self._call("POST", "reset")
+
+    def requests(self, path: str | None = None) -> list[dict[str, Any]]:
+        """Recorded grok.com requests, optionally only those whose path starts with `path`."""
+        return self._call("GET", "requests", params={"path": path} if path else None)
+
+    def set_quota(
+        self,
+        mode: str,
+        *,
+        token: str | None = None,
+        email: str | None = None,
+        remaining: int | None = None,
+        total: int | None = None,
+        window_seconds: int | None = None,
+    ) -> dict[str, Any]:
+        """Set one mode's window for an account (by token, or e-mail of a seen account)."""
+        body = {
+            "token": token,
+            "email": email,
+            "mode": mode,
+            "remaining": remaining,
+            "total": total,
+            "window_seconds": window_seconds,
+        }
+        return self._call("POST", "quota", json=body)
+
+    def quotas(self, *, token: str | None = None, email: str | None = None) -> dict[str, Any]:
+        """The account's quota windows by mode."""
+        params = {"token": token} if token else {"email": email or ""}
+        return self._call("GET", "quota", params=params)["quotas"]
+
+    def set_fault(
+        self,
+        fault: str | None,
+        *,
+        token: str | None = None,
+        email: str | None = None,
+        times: int | None = None,
+    ) -> dict[str, Any]:
+        """Make an account misbehave (`None` goes back to its token prefix, "none" heals it)."""
+        return self._call(
+            "POST", "fault", json={"token": token, "email": email, "fault": fault, "times": times}
+        )
+
+    def configure(self, **options: Any) -> dict[str, Any]:
+        """Change tokens, tokens_per_second, first_byte_delay, dialect or slow_delay."""
+        return self._call("POST", "config", json=options)
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """A conversation's owner e-mail and turns."""
+        return self._call("GET", f"conversations/{conversation_id}")
+
+    def streams(self) -> list[dict[str, Any]]:
+        """Every chat stream since the last reset, with its outcome."""
+        return self._call("GET", "streams")
+
+
+@contextlib.contextmanager
+def running_emulator(**cli_options: Any) -> Iterator[EmulatorHandle]:
+    """Start `python -m grokproxy.emulator` on a free port; stop it on exit.
+
+    Keyword options are CLI flags: `tokens=8` becomes `--tokens 8`, `tokens_per_second=5`
+    becomes `--tokens-per-second 5`; `host`/`port` may be given too.
+    """
+    options = dict(cli_options)
+    host = options.pop("host", "127.0.0.1")
+    port = int(options.pop("port", 0)) or free_port()
+    args = [sys.executable, "-m", "grokproxy.emulator", "--host", host, "--port", str(port)]
+    for key, value in options.items():
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    # stderr goes to a file, not a pipe: a pipe nobody reads would block a chatty emulator.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        args, env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
+    handle = EmulatorHandle(f"http://{host}:{port}", process)
+    try:
+        deadline = time.monotonic() + 15
+        while not handle.healthy():
+            if process.poll() is not None:
+                log.seek(0)
+                err = log.read().decode(errors="replace")
+                raise RuntimeError(f"emulator exited with {process.returncode}: {err[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("emulator did not answer within 15 s")
+            time.sleep(0.05)
+        yield handle
+    finally:
+        handle.http.close()
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
