@@ -1,0 +1,83 @@
+"""grokproxy: an OpenAI-compatible gateway over a pool of grok.com web accounts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from .config import default_database_url, instance_secret_key, load_config, load_dotenv_file
+from .crypto import SecretBox
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application: settings, extensions, blueprints, error handlers, commands."""
+    app = Flask(__name__, instance_path=os.environ.get("GROKPROXY_INSTANCE_PATH") or None)
+    register_config(app, config)
+    register_logging(app)
+    register_extensions(app)
+    register_error_handlers(app)
+    register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
+    """Read the settings once: `.env` file, then the environment, then explicit overrides."""
+    environ = {**load_dotenv_file(Path.cwd() / ".env"), **os.environ}
+    settings = load_config(environ)
+    if overrides:
+        settings.update(overrides)
+    if not settings["SECRET_KEY"]:
+        settings["SECRET_KEY"] = instance_secret_key(app.instance_path)
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = default_database_url(app.instance_path)
+    app.config.update(settings)
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_REQUEST_BYTES"]
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    app.extensions["grokproxy.secrets"] = SecretBox(settings["SECRET_KEY"])
+
+
+def register_logging(app: Flask) -> None:
+    """Set grokproxy's log level and the filter that scrubs secrets from every record."""
+    from .logs import install_redaction
+
+    logging.getLogger("grokproxy").setLevel(app.config["LOG_LEVEL"])
+    install_redaction()
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the database and migrations."""
+    from . import models  # noqa: F401  (registers the tables with the metadata)
+    from .extensions import db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    """One JSON error shape everywhere."""
+    from .errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Attach the HTTP routes."""
+    from .views import health
+
+    app.register_blueprint(health.bp)
+
+
+def register_commands(app: Flask) -> None:
+    """Ops commands for the `flask` CLI."""
+    from . import commands
+
+    commands.register(app)

@@ -1,0 +1,315 @@
+"""Every grokproxy setting, read once from the environment (and a `.env` file when present).
+
+Each variable is declared once in `VARIABLES` with its default, its parser and what it means; the
+README's configuration table documents the same list (a test keeps the two in step). The result is
+a plain dict whose keys are the variable names, loaded into `app.config` by the factory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value grokproxy cannot use."""
+
+
+def parse_bool(value: str) -> bool:
+    """Read a yes/no word."""
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def parse_list(value: str) -> tuple[str, ...]:
+    """Read a comma-separated list, dropping blanks."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def parse_positive_int(value: str) -> int:
+    """Read an integer >= 1."""
+    number = int(value.strip())
+    if number < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {value!r}")
+    return number
+
+
+def parse_positive_float(value: str) -> float:
+    """Read a number > 0."""
+    number = float(value.strip())
+    if number <= 0:
+        raise ValueError(f"expected a number above 0, got {value!r}")
+    return number
+
+
+def parse_text(value: str) -> str | None:
+    """Read a string; blank means unset."""
+    value = value.strip()
+    return value or None
+
+
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    """Build a parser accepting one of `choices`."""
+
+    def parse(value: str) -> str:
+        word = value.strip().lower()
+        if word not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return word
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: name, default, parser, meaning, accepted aliases."""
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    doc: str
+    aliases: tuple[str, ...] = field(default=())
+    secret: bool = False
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "DATABASE_URL",
+        None,
+        parse_text,
+        "SQLAlchemy URL; default is a SQLite file in the instance folder. "
+        "Use `postgresql+psycopg://user:pass@host/db` in production.",
+    ),
+    Variable(
+        "SECRET_KEY",
+        None,
+        parse_text,
+        "Key material for encrypting stored tokens and signing login links. Generated once "
+        "into `instance/secret_key` when unset; must be set, and equal, on every host that "
+        "shares a database.",
+        secret=True,
+    ),
+    Variable(
+        "ADMIN_PASSWORD",
+        None,
+        parse_text,
+        "Bearer secret of the admin API (`/api/*`); the admin API answers 403 while unset.",
+        secret=True,
+    ),
+    Variable(
+        "AUTHORIZATION",
+        (),
+        parse_list,
+        "Comma-separated pool API keys: a Bearer equal to one of them rotates over the pool.",
+        secret=True,
+    ),
+    Variable(
+        "ALLOW_SSO_BEARER",
+        True,
+        parse_bool,
+        "Accept a raw SSO token as Bearer on `/v1/*` (used alone, never stored).",
+    ),
+    Variable(
+        "GROK_BASE_URL",
+        "https://grok.com",
+        parse_text,
+        "Upstream origin (tests and demos point it at the emulator).",
+    ),
+    Variable(
+        "GROK_ASSETS_URL", "https://assets.grok.com", parse_text, "Origin of generated images."
+    ),
+    Variable(
+        "GROK_DIALECT",
+        "modes",
+        parse_choice("modes", "model-mode", "legacy"),
+        "Upstream request dialect: `modes` (modeId), `model-mode` (modelName + modelMode) "
+        "or `legacy` (modelName + isReasoning + deepsearchPreset).",
+    ),
+    Variable(
+        "GROK_MODELS_FILE",
+        None,
+        parse_text,
+        "JSON or TOML file overriding the public model catalog.",
+    ),
+    Variable(
+        "GROK_IMPERSONATE",
+        None,
+        parse_text,
+        "curl_cffi browser profile (e.g. `chrome136`): use curl_cffi with that TLS "
+        "fingerprint instead of plain requests.",
+    ),
+    Variable(
+        "GROK_USER_AGENT",
+        None,
+        parse_text,
+        "Browser user agent sent upstream (a current desktop Chrome when unset); keep it equal "
+        "to the browser that earned `GROK_CF_CLEARANCE`.",
+    ),
+    Variable(
+        "GROK_CF_CLEARANCE",
+        None,
+        parse_text,
+        "Cloudflare `cf_clearance` cookie sent upstream.",
+        secret=True,
+    ),
+    Variable(
+        "GROK_STATSIG_ID",
+        None,
+        parse_text,
+        "`x-statsig-id` header value; a fallback value is generated when unset.",
+    ),
+    Variable(
+        "PROXY_URL_POOL",
+        (),
+        parse_list,
+        "Comma-separated outbound proxies (`http://`, `socks5://`, "
+        "`socks5h://user:pass@host:port`), used in turn.",
+        secret=True,
+    ),
+    Variable(
+        "PUBLIC_URL",
+        None,
+        parse_text,
+        "Public base URL of this gateway (absolute login and image links).",
+        aliases=("HOST",),
+    ),
+    Variable(
+        "API_TEMPORARY",
+        True,
+        parse_bool,
+        "Upstream chats are temporary (kept out of the grok.com history).",
+        aliases=("API_HATD",),
+    ),
+    Variable(
+        "THINKING_FORMAT",
+        "reasoning_content",
+        parse_choice("reasoning_content", "think_tags", "hidden"),
+        "Where reasoning goes: `reasoning_content`, `think_tags` (`<think>` in content) or "
+        "`hidden`.",
+    ),
+    Variable(
+        "MAX_ATTEMPTS",
+        3,
+        parse_positive_int,
+        "Accounts tried for one request before giving up (failover only before the first "
+        "byte reaches the client).",
+    ),
+    Variable(
+        "COOLDOWN_SECONDS",
+        900,
+        parse_positive_int,
+        "Cooling time after a rate limit when upstream gives no wait time.",
+    ),
+    Variable(
+        "SSE_KEEPALIVE_SECONDS",
+        15.0,
+        parse_positive_float,
+        "Interval of `: keep-alive` comment lines while upstream is silent.",
+    ),
+    Variable(
+        "CORS_ORIGINS",
+        ("*",),
+        parse_list,
+        "Origins allowed on `/v1/*` (comma-separated, `*` for any).",
+    ),
+    Variable(
+        "MAX_REQUEST_BYTES",
+        20 * 1024 * 1024,
+        parse_positive_int,
+        "Largest request body accepted (base64 images make chat bodies big); larger is a JSON 413.",
+    ),
+    Variable(
+        "UPSTREAM_CONNECT_TIMEOUT", 10.0, parse_positive_float, "Seconds to connect to grok.com."
+    ),
+    Variable(
+        "UPSTREAM_READ_TIMEOUT",
+        120.0,
+        parse_positive_float,
+        "Seconds grok.com may stay silent before the request fails.",
+    ),
+    Variable(
+        "TOKEN_CHECK_CONCURRENCY",
+        8,
+        parse_positive_int,
+        "How many tokens batch-add checks upstream at the same time.",
+    ),
+    Variable(
+        "LOGIN_LINK_TTL_SECONDS", 86400, parse_positive_int, "How long a login link stays valid."
+    ),
+    Variable(
+        "LOG_LEVEL",
+        "INFO",
+        parse_choice("debug", "info", "warning", "error"),
+        "Log level of grokproxy's own loggers.",
+    ),
+)
+
+BY_NAME = {var.name: var for var in VARIABLES}
+
+
+def load_dotenv_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read a `.env` file into a dict (python-dotenv), without touching os.environ."""
+    from dotenv import dotenv_values
+
+    if not Path(path).is_file():
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Parse every variable of `VARIABLES` from `environ`: its name, else an alias, else default."""
+    config: dict[str, Any] = {}
+    for var in VARIABLES:
+        raw = None
+        for name in (var.name, *var.aliases):
+            if name in environ:
+                raw = environ[name]
+                break
+        if raw is None:
+            config[var.name] = var.default
+            continue
+        try:
+            config[var.name] = var.parse(raw)
+        except ValueError as exc:
+            # Secrets never appear in the message, only the variable's name.
+            detail = "" if var.secret else f": {exc}"
+            raise ConfigError(f"invalid value for {var.name}{detail}") from None
+    if config["LOG_LEVEL"]:
+        config["LOG_LEVEL"] = config["LOG_LEVEL"].upper()
+    return config
+
+
+def instance_secret_key(instance_path: str | os.PathLike[str]) -> str:
+    """Return the instance folder's generated secret key, creating it (mode 0600) the first time."""
+    folder = Path(instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "secret_key"
+    try:
+        # O_EXCL: when several workers start at once exactly one writes the key, the others read it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if key:
+            return key
+        raise ConfigError(f"{path} is empty: delete it or set SECRET_KEY") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def default_database_url(instance_path: str | os.PathLike[str]) -> str:
+    """The embedded default: a SQLite file in the instance folder."""
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(instance_path).resolve() / 'grokproxy.sqlite'}"

@@ -1,0 +1,208 @@
+"""The one error shape of grokproxy, and the handlers that make every failure use it.
+
+    {"error": {"message": "...", "type": "...", "code": "...", "param": null}}
+
+Validation errors add `details`. No route ever answers with an HTML page or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Statuses where retrying the same request cannot help: the SDKs honour x-should-retry.
+NO_RETRY_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415})
+
+HTTP_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "no_available_account",
+}
+
+
+class APIError(Exception):
+    """An error answer: status, OpenAI-style type and code, a message a person can act on."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
+        status: int | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.param = param
+        self.details = details
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of this error."""
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "code": self.code,
+            "param": self.param,
+        }
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
+
+    def headers(self) -> dict[str, str]:
+        """Headers that go with the answer (Retry-After, x-should-retry)."""
+        headers = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, int(self.retry_after)))
+        if self.status in NO_RETRY_STATUSES:
+            headers["x-should-retry"] = "false"
+        return headers
+
+
+class BadRequest(APIError):
+    """400: the request itself is wrong."""
+
+
+class Unauthorized(APIError):
+    """401: no or unknown credentials for this gateway (never used for a grok account's failure)."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(APIError):
+    """403: known caller, not allowed."""
+
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class NotFound(APIError):
+    """404: nothing here (or nothing the caller may see)."""
+
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class RateLimited(APIError):
+    """429: every usable account is cooling; Retry-After says when one returns."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+
+class UpstreamFailed(APIError):
+    """502: grok.com failed or blocked us; the message says which."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class NoAccount(APIError):
+    """503: no account can serve this request."""
+
+    status = 503
+    type = "no_available_account"
+    code = "no_available_account"
+
+
+def error_response(error: APIError) -> Response:
+    """Render an APIError as its JSON answer."""
+    response = jsonify(error.body())
+    response.status_code = error.status
+    response.headers.update(error.headers())
+    return response
+
+
+def http_exception_error(exc: HTTPException) -> APIError:
+    """Map a werkzeug HTTP exception (404, 405, 413 ...) onto the error shape."""
+    status = exc.code or 500
+    messages = {
+        404: "no such route: check the path (chat is POST /v1/chat/completions)",
+        405: f"method not allowed here; allowed: {', '.join(sorted(exc.valid_methods or []))}"
+        if getattr(exc, "valid_methods", None)
+        else "method not allowed here",
+        413: "request body too large (MAX_REQUEST_BYTES)",
+    }
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+    error = APIError(
+        messages.get(status, exc.description or exc.name),
+        code=codes.get(status, exc.name.lower().replace(" ", "_")),
+        status=status,
+    )
+    error.type = HTTP_TYPES.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
+    return error
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Make every error on every route answer in the one JSON shape."""
+
+    @app.errorhandler(APIError)
+    def _api_error(exc: APIError) -> Response:
+        return error_response(exc)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError) -> Response:
+        details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        return error_response(BadRequest(describe_validation(details), details=details))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        response = error_response(http_exception_error(exc))
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # The traceback goes to the log only; the client learns nothing about the internals.
+        log.exception("unexpected error")
+        error = APIError(
+            "internal error; the operator can find it in the server log",
+            code="internal_error",
+            status=500,
+        )
+        error.type = "server_error"
+        return error_response(error)
+
+
+def describe_validation(details: dict[str, Any]) -> str:
+    """One-line summary of marshmallow messages: `field: problem; other: problem`."""
+    parts = []
+    for field, problems in details.items():
+        if isinstance(problems, dict):
+            problems = [f"{key}: {value}" for key, value in problems.items()]
+        if isinstance(problems, list | tuple):
+            problems = "; ".join(str(p) for p in problems)
+        parts.append(f"{field}: {problems}")
+    return "invalid request: " + "; ".join(parts) if parts else "invalid request"

@@ -1,0 +1,127 @@
+"""Database models: grok accounts (the token pool), users bound to them, and conversations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that always comes back timezone-aware UTC (SQLite stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        # SQLite keeps the string as given; store it without offset so comparisons sort right.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class AccountStatus:
+    """Values of `Account.status`."""
+
+    ACTIVE = "active"
+    COOLING = "cooling"
+    INVALID = "invalid"
+    DISABLED = "disabled"
+    ALL = (ACTIVE, COOLING, INVALID, DISABLED)
+
+
+class TimestampMixin:
+    """created_at / updated_at kept by the database layer."""
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Account(TimestampMixin, db.Model):
+    """One grok.com account of the pool, keyed by the md5 of its e-mail."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_md5: Mapped[str] = mapped_column(String(32), unique=True)
+    upstream_user_id: Mapped[str | None] = mapped_column(String(64))
+    token_encrypted: Mapped[str] = mapped_column(Text)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    token_preview: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE, index=True)
+    cooldown_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    use_count: Mapped[int] = mapped_column(Integer, default=0)
+    fail_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Rotation order: the pick takes the account with the smallest value and gives it the next
+    # number of a database-wide sequence, which makes rotation fair across processes and hosts.
+    last_used_seq: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    # Last known quota per mode: {"fast": {"remaining", "total", "window_seconds", "reset_at"}}.
+    quota: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    quota_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    users: Mapped[list[User]] = relationship(back_populates="account", passive_deletes=True)
+
+    def __repr__(self) -> str:
+        return f"<Account {self.id} {self.email_md5} {self.status}>"
+
+
+class User(TimestampMixin, db.Model):
+    """A person of a share platform, bound to one account, with a personal API key."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
+    api_key_encrypted: Mapped[str] = mapped_column(Text)
+    api_key_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    # Bumped when a login link is used, so every link works once.
+    login_generation: Mapped[int] = mapped_column(Integer, default=0)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    account: Mapped[Account | None] = relationship(back_populates="users")
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.user_name!r}>"
+
+
+class Conversation(TimestampMixin, db.Model):
+    """An upstream conversation, its owner and the account that holds it."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    # Who may continue it: "user:<id>", "key:<digest>" (a pool API key) or "sso:<digest>".
+    owner: Mapped[str] = mapped_column(String(80), index=True)
+    last_response_id: Mapped[str | None] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(64))
+    turns: Mapped[int] = mapped_column(Integer, default=1)
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.conversation_id} owner={self.owner}>"

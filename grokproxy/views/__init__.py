@@ -1,0 +1,1 @@
+"""HTTP blueprints: thin views that call the services."""
