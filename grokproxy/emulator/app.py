@@ -557,7 +557,7 @@ async def imagine_quota(request: web.Request) -> web.Response:
     account = authenticate(request)
     if isinstance(account, web.Response):
         return account
-    return web.json_response(F.imagine_quota_body(), dumps=F.dumps)
+    return web.json_response(F.imagine_quota_body(time.time()), dumps=F.dumps)
 
 
 async def auth_session(request: web.Request) -> web.Response:

@@ -283,9 +283,13 @@ def image_progress_frame(
     )
 
 
-def video_progress_frame(video_id: str, post_id: str, progress: int, user_id: str) -> Frame:
-    """A `streamingVideoGenerationResponse` frame; the final one carries the urls."""
+def video_progress_frame(
+    video_id: str, post_id: str, progress: int, user_id: str, resolution: str | None = None
+) -> Frame:
+    """A `streamingVideoGenerationResponse` frame; the first names the resolution, the last urls."""
     body: Frame = {"videoId": video_id, "progress": progress, "videoPostId": post_id}
+    if resolution is not None:
+        body["resolutionName"] = resolution
     if progress >= 100:
         base = f"users/{user_id}/generated/{video_id}"
         body = {
@@ -439,10 +443,20 @@ def rate_limits_body_late_2025(window: int, remaining: int, total: int, wait: in
     }
 
 
-def imagine_quota_body() -> Frame:
-    """`GET /rest/media/imagine/quota_info`: media quotas (not consumed by the emulator)."""
-    bucket = {"available": True, "remainingQueries": 2, "windowSizeSeconds": 86400}
-    return {"image": None, "imageEdit": None, "imagePro": bucket, "video": None, "video720p": None}
+def imagine_quota_body(now: float) -> Frame:
+    """`GET /rest/media/imagine/quota_info`: static media quotas (2 pro images, no 720p video)."""
+    return {
+        "image": None,
+        "imageEdit": None,
+        "imagePro": {"available": True, "remainingQueries": 2, "windowSizeSeconds": 86400},
+        "video": None,
+        "video720p": {
+            "available": True,
+            "remainingQueries": 0,
+            "windowSizeSeconds": 86400,
+            "nextAvailableAt": iso_time(now + 86400, micro=True),
+        },
+    }
 
 
 def upload_body(file_metadata_id: str, file_uri: str) -> Frame:
