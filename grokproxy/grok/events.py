@@ -151,3 +151,8 @@ GrokEvent = (
     | TitleChanged
     | StreamEnd
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Not a grok event: `UpstreamReply.events(heartbeat=…)` yields it while upstream is silent."""

@@ -1,0 +1,421 @@
+"""GrokClient: the calls grokproxy makes to grok.com, returning typed results or GrokErrors."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import queue
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+from .errors import (
+    Blocked,
+    CloudflareChallenge,
+    GrokError,
+    InvalidCredentials,
+    UpstreamBroken,
+    classify_http_error,
+    looks_like_cloudflare,
+)
+from .events import GrokEvent, Heartbeat
+from .frames import FrameParser
+from .headers import build_headers, normalize_token
+from .settings import GrokSettings
+from .transport import (
+    BodyTooLarge,
+    Transport,
+    UpstreamResponse,
+    get_transport,
+    make_requests_session,
+)
+
+_ERROR_BODY_LIMIT = 64 * 1024
+_JSON_BODY_LIMIT = 4 * 1024 * 1024
+_CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_IMAGE_MAGIC = (
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"RIFF",  # webp
+    b"BM",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountIdentity:
+    """Who an SSO token belongs to (from GET /api/auth/session)."""
+
+    email: str
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """One mode's quota from POST /rest/rate-limits (None where upstream did not say)."""
+
+    remaining: int | None
+    total: int | None
+    window_seconds: int | None
+    wait_seconds: float | None = None
+
+
+@dataclass(slots=True)
+class Asset:
+    """A streamed file from GROK_ASSETS_URL; call close() when done."""
+
+    status: int
+    content_type: str
+    content_length: int | None
+    chunks: Iterator[bytes]
+    close: Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadedImage:
+    """An image fetched from a client-supplied http(s) URL."""
+
+    data: bytes
+    content_type: str
+
+
+class ImageDownloadError(ValueError):
+    """A client-supplied image URL could not be used (bad scheme, private host, too big …)."""
+
+
+_EOF = object()
+
+
+class UpstreamReply:
+    """An open chat stream from grok.com: iterate events(), close() to hang up."""
+
+    def __init__(self, response: UpstreamResponse, conversation_id: str | None = None):
+        self._response = response
+        self.status = response.status
+        self.proxy = response.proxy
+        self.conversation_id = conversation_id  # known upfront only for continuations
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called (the stream was cut off by us)."""
+        return self._response.aborted
+
+    def close(self) -> None:
+        """Close the upstream connection at once (safe from any thread, idempotent)."""
+        self._response.close()
+
+    def events(self, heartbeat: float | None = None) -> Iterator[GrokEvent | Heartbeat]:
+        """Parsed events; with `heartbeat`, a Heartbeat whenever upstream is silent that long.
+
+        In-band errors and truncation raise GrokError. Closing the generator (GeneratorExit, e.g.
+        the HTTP client hung up) closes the upstream connection.
+        """
+        parser = FrameParser()
+        try:
+            chunks = self._response.iter_chunks() if heartbeat is None else self._relay(heartbeat)
+            for chunk in chunks:
+                if chunk is _HEARTBEAT:
+                    yield Heartbeat()
+                    continue
+                yield from parser.feed(chunk)
+            if self._response.aborted:
+                return  # we hung up ourselves: not a truncated stream
+            yield from parser.finish()
+        finally:
+            self.close()
+
+    def _relay(self, heartbeat: float) -> Iterator[Any]:
+        """Chunks read on a helper thread, so a silent upstream never blocks past `heartbeat`."""
+        chunks: queue.Queue[Any] = queue.Queue()
+
+        def reader() -> None:
+            try:
+                for chunk in self._response.iter_chunks():
+                    chunks.put(chunk)
+            except BaseException as exc:  # handed to the consumer thread
+                chunks.put(exc)
+            finally:
+                chunks.put(_EOF)
+
+        threading.Thread(target=reader, name="grok-stream-reader", daemon=True).start()
+        while True:
+            try:
+                item = chunks.get(timeout=heartbeat)
+            except queue.Empty:
+                yield _HEARTBEAT
+                continue
+            if item is _EOF:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+_HEARTBEAT = object()
+
+
+class GrokClient:
+    """Talks to grok.com for one process: chat streams, identity, quota, uploads, assets."""
+
+    def __init__(self, settings: GrokSettings, transport: Transport | None = None):
+        self.settings = settings
+        self.transport = transport or get_transport(settings)
+        self._download_session = None
+
+    # ---- chat --------------------------------------------------------------------------------
+
+    def open_chat(
+        self, token: str, body: dict[str, Any], conversation_id: str | None = None
+    ) -> UpstreamReply:
+        """POST a chat turn (new conversation, or a continuation) and return the open stream."""
+        token = _clean_token(token)
+        if conversation_id is None:
+            path, referer = "/rest/app-chat/conversations/new", "/"
+        else:
+            if not _CONVERSATION_ID.match(conversation_id):
+                raise ValueError("conversation id has unexpected characters")
+            path = f"/rest/app-chat/conversations/{quote(conversation_id)}/responses"
+            referer = f"/c/{quote(conversation_id)}"
+        headers = build_headers(self.settings, token, referer_path=referer)
+        response = self._send("POST", self.settings.base_url + path, headers, json=body)
+        if "text/html" in response.content_type.lower():
+            # A 200 HTML page is a challenge/interstitial, never a chat stream.
+            self._raise_for(response, force=True)
+        return UpstreamReply(response, conversation_id)
+
+    # ---- account -----------------------------------------------------------------------------
+
+    def auth_session(self, token: str) -> AccountIdentity:
+        """The account behind a token (GET /api/auth/session); dead tokens raise."""
+        token = _clean_token(token)
+        headers = build_headers(self.settings, token, json_body=False, accept="application/json")
+        data = self._json("GET", "/api/auth/session", headers)
+        if not isinstance(data, dict):
+            raise UpstreamBroken("grok.com auth session answer is not a JSON object")
+        status = str(data.get("status") or "").lower()
+        if status in ("unauthenticated", "blocked"):
+            raise InvalidCredentials(f"grok.com auth session says the account is {status}")
+        session = data.get("session") if isinstance(data.get("session"), dict) else {}
+        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        email = _first_str(session.get("email"), user.get("email"), data.get("email"))
+        user_id = _first_str(
+            session.get("userId"), user.get("userId"), user.get("id"), data.get("userId")
+        )
+        if not email:
+            if status and status != "authenticated":
+                raise InvalidCredentials(f"grok.com auth session status is {status!r}")
+            raise UpstreamBroken("grok.com auth session carried no e-mail")
+        return AccountIdentity(email.strip(), user_id)
+
+    def rate_limits(self, token: str, mode: str) -> Quota:
+        """Remaining quota of one mode (POST /rest/rate-limits, E3 and late-2025 shapes)."""
+        token = _clean_token(token)
+        headers = build_headers(self.settings, token)
+        data = self._json("POST", "/rest/rate-limits", headers, body={"modelName": mode})
+        if not isinstance(data, dict):
+            raise UpstreamBroken("grok.com rate-limits answer is not a JSON object")
+        remaining = _first_int(data.get("remainingQueries"), data.get("remainingTokens"))
+        total = _first_int(data.get("totalQueries"), data.get("totalTokens"))
+        window = _first_int(data.get("windowSizeSeconds"))
+        wait = data.get("waitTimeSeconds")
+        wait_seconds = float(wait) if isinstance(wait, int | float) and wait >= 0 else None
+        if remaining is None and total is None and window is None:
+            raise UpstreamBroken("grok.com rate-limits answer has no quota fields")
+        return Quota(remaining, total, window, wait_seconds)
+
+    def upload_file(self, token: str, filename: str, mime: str, data: bytes) -> str:
+        """Upload a file (JSON/base64 endpoint) and return its fileMetadataId."""
+        token = _clean_token(token)
+        headers = build_headers(self.settings, token)
+        body = {
+            "fileName": filename,
+            "fileMimeType": mime,
+            "content": base64.b64encode(data).decode("ascii"),
+        }
+        answer = self._json("POST", "/rest/app-chat/upload-file", headers, body=body)
+        if isinstance(answer, dict):
+            meta = (
+                answer.get("fileMetadata") if isinstance(answer.get("fileMetadata"), dict) else {}
+            )
+            file_id = _first_str(answer.get("fileMetadataId"), meta.get("fileMetadataId"))
+            if file_id:
+                return file_id
+        raise UpstreamBroken("grok.com upload answer has no fileMetadataId")
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def fetch_asset(self, token: str, path: str) -> Asset:
+        """Stream a generated file from GROK_ASSETS_URL with the account's cookie."""
+        token = _clean_token(token)
+        base = self.settings.assets_url.rstrip("/")
+        if path.startswith(base + "/"):
+            path = path[len(base) + 1 :]
+        path = path.lstrip("/")
+        if not path or "://" in path or ".." in path.split("/") or "\\" in path:
+            raise ValueError("asset path must be a relative path on the assets host")
+        headers = build_headers(
+            self.settings,
+            token,
+            json_body=False,
+            accept="image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
+            same_origin=False,
+        )
+        headers["Sec-Fetch-Dest"] = "image"
+        headers["Sec-Fetch-Mode"] = "no-cors"
+        response = self._send("GET", f"{base}/{quote(path, safe='/-_.~')}", headers)
+        length = response.headers.get("content-length")
+        return Asset(
+            status=response.status,
+            content_type=response.content_type,
+            content_length=int(length) if length and length.isdigit() else None,
+            chunks=response.iter_chunks(),
+            close=response.close,
+        )
+
+    def download_image(
+        self, url: str, max_bytes: int, *, allow_private: bool = False
+    ) -> DownloadedImage:
+        """Fetch an http(s) image a client referenced (size-limited, public hosts only)."""
+        if self._download_session is None:
+            self._download_session = make_requests_session()
+        session = self._download_session
+        timeout = (self.settings.connect_timeout, min(self.settings.read_timeout, 30.0))
+        for _ in range(4):  # the URL itself plus up to 3 redirects, each one checked
+            _check_public_url(url, allow_private)
+            try:
+                resp = session.get(
+                    url,
+                    headers={"User-Agent": self.settings.user_agent, "Accept": "image/*"},
+                    timeout=timeout,
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except Exception as exc:
+                raise ImageDownloadError(f"could not fetch image: {type(exc).__name__}") from exc
+            with resp:
+                if resp.is_redirect and resp.headers.get("location"):
+                    url = urljoin(url, resp.headers["location"])
+                    continue
+                if resp.status_code != 200:
+                    raise ImageDownloadError(f"image URL answered HTTP {resp.status_code}")
+                declared = resp.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise ImageDownloadError(f"image is larger than {max_bytes} bytes")
+                data = bytearray()
+                try:
+                    for chunk in resp.iter_content(64 * 1024):
+                        data += chunk
+                        if len(data) > max_bytes:
+                            raise ImageDownloadError(f"image is larger than {max_bytes} bytes")
+                except ImageDownloadError:
+                    raise
+                except Exception as exc:
+                    raise ImageDownloadError(f"image download broke: {type(exc).__name__}") from exc
+                content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+                if not content_type.startswith("image/"):
+                    if not bytes(data[:12]).startswith(_IMAGE_MAGIC):
+                        raise ImageDownloadError("URL did not return an image")
+                    content_type = "application/octet-stream"
+                return DownloadedImage(bytes(data), content_type)
+        raise ImageDownloadError("image URL redirected too many times")
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], json: Any = None
+    ) -> UpstreamResponse:
+        response = self.transport.request(method, url, headers=headers, json=json)
+        if not 200 <= response.status < 300:
+            self._raise_for(response)
+        return response
+
+    def _raise_for(self, response: UpstreamResponse, force: bool = False) -> None:
+        try:
+            body = response.read(_ERROR_BODY_LIMIT)
+        except BodyTooLarge:
+            body = b""
+        except GrokError:
+            body = b""
+        finally:
+            response.close()
+        text = body.decode("utf-8", errors="replace")
+        if force and 200 <= response.status < 300:
+            if looks_like_cloudflare(response.content_type, text):
+                error: GrokError = CloudflareChallenge(
+                    "grok.com answered with a Cloudflare challenge page "
+                    "(change proxy/IP or refresh GROK_CF_CLEARANCE)",
+                    status=response.status,
+                )
+            else:
+                error = UpstreamBroken(
+                    f"grok.com answered HTTP {response.status} with an HTML page, not a stream",
+                    status=response.status,
+                )
+        else:
+            error = classify_http_error(response.status, response.content_type, text)
+        if isinstance(error, Blocked):
+            self.transport.penalize_proxy(response.proxy)
+        raise error
+
+    def _json(self, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+        response = self._send(method, self.settings.base_url + path, headers, json=body)
+        try:
+            text = response.text(_JSON_BODY_LIMIT)
+        except BodyTooLarge as exc:
+            raise UpstreamBroken(f"grok.com {path} answer is too large") from exc
+        if looks_like_cloudflare(response.content_type, text):
+            self.transport.penalize_proxy(response.proxy)
+            raise CloudflareChallenge(
+                f"grok.com {path} answered with a Cloudflare challenge page",
+                status=response.status,
+            )
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise UpstreamBroken(f"grok.com {path} answer is not JSON") from exc
+
+
+def _clean_token(token: str) -> str:
+    try:
+        return normalize_token(token)
+    except ValueError as exc:
+        raise InvalidCredentials(f"unusable SSO token: {exc}") from exc
+
+
+def _first_str(*values: Any) -> str | None:
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def _first_int(*values: Any) -> int | None:
+    for value in values:
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            return int(value)
+    return None
+
+
+def _check_public_url(url: str, allow_private: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImageDownloadError("image URL must be http or https")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ImageDownloadError("image host does not resolve") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global or address.is_multicast:
+            # Refusing internal addresses keeps clients from using us to reach our own network.
+            raise ImageDownloadError("image URL points at a private or reserved address")

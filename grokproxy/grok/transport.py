@@ -1,0 +1,314 @@
+"""HTTP transport to grok.com: pooled requests, or curl_cffi with a browser TLS fingerprint.
+
+Both sit behind one small interface (`Transport.request` -> `UpstreamResponse`) so the client
+never cares which is in use. Every response is streamed, and `UpstreamResponse.close()` may be
+called from any thread: it shuts the socket down first, so a reader blocked on a silent upstream
+wakes at once and grok.com sees the TCP connection close immediately.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.cookiejar
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .errors import UpstreamBroken, scrub
+from .settings import GrokSettings
+
+# Many chat streams stay open at once; each holds one pooled connection for its whole life.
+POOL_SIZE = 256
+CHUNK_SIZE = 64 * 1024
+PROXY_PENALTY_SECONDS = 120.0
+
+
+class BodyTooLarge(ValueError):
+    """A response body exceeded the caller's size limit."""
+
+
+def proxy_preview(proxy: str | None) -> str:
+    """A proxy URL without its credentials, safe for messages."""
+    if not proxy:
+        return "direct"
+    parts = urlsplit(proxy)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+class ProxyRotator:
+    """Round-robin over PROXY_URL_POOL, skipping proxies that were recently blocked."""
+
+    def __init__(self, urls: tuple[str, ...] | list[str]):
+        self.urls = tuple(urls)
+        self._counter = itertools.count()
+        self._penalized: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def next(self) -> str | None:
+        """The proxy for the next request (None = direct, when no pool is configured)."""
+        if not self.urls:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            start = next(self._counter)
+            for i in range(len(self.urls)):
+                url = self.urls[(start + i) % len(self.urls)]
+                if self._penalized.get(url, 0.0) <= now:
+                    return url
+            # Everything is penalized: use the one whose penalty ends first.
+            return min(self.urls, key=lambda u: self._penalized.get(u, 0.0))
+
+    def penalize(self, url: str | None, seconds: float = PROXY_PENALTY_SECONDS) -> None:
+        """Skip `url` for a while (after grok.com blocked a request that went through it)."""
+        if url and url in self.urls:
+            with self._lock:
+                self._penalized[url] = time.monotonic() + seconds
+
+
+class UpstreamResponse:
+    """A streamed HTTP response from either transport."""
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        chunks: Iterator[bytes],
+        closer: Any,
+        proxy: str | None,
+    ):
+        self.status = status
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.proxy = proxy
+        self._chunks = chunks
+        self._closer = closer
+        self._closed = threading.Event()
+        self._aborted = False
+
+    @property
+    def content_type(self) -> str:
+        """The Content-Type header ('' when absent)."""
+        return self.headers.get("content-type", "")
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+        return self._closed.is_set()
+
+    @property
+    def aborted(self) -> bool:
+        """Whether close() cut the body off before its end."""
+        return self._aborted
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        """Body bytes as they arrive; ends quietly once close() was called."""
+        try:
+            for chunk in self._chunks:
+                if self._closed.is_set():
+                    return
+                if chunk:
+                    yield chunk
+        except Exception as exc:
+            if self._closed.is_set():
+                return  # the reader was cut off on purpose
+            raise UpstreamBroken(
+                f"connection to grok.com broke mid-stream: {type(exc).__name__}: {scrub(str(exc))}"
+            ) from exc
+        finally:
+            if not self._closed.is_set():
+                # Read to the end (or abandoned by the consumer): release, don't abort.
+                self._closed.set()
+                with contextlib.suppress(Exception):
+                    self._closer(False)
+
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """The whole body (raises BodyTooLarge past `max_bytes`)."""
+        out = bytearray()
+        for chunk in self.iter_chunks():
+            out += chunk
+            if max_bytes is not None and len(out) > max_bytes:
+                self.close()
+                raise BodyTooLarge(f"response body exceeds {max_bytes} bytes")
+        return bytes(out)
+
+    def text(self, max_bytes: int | None = 4 * 1024 * 1024) -> str:
+        """The whole body decoded as UTF-8 (invalid bytes replaced)."""
+        return self.read(max_bytes).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Close the upstream connection now; safe from any thread and idempotent."""
+        if self._closed.is_set():
+            return
+        self._aborted = True
+        self._closed.set()
+        with contextlib.suppress(Exception):
+            self._closer(True)
+
+
+def _block_all_cookies() -> http.cookiejar.CookieJar:
+    # The session is shared by every account: a Set-Cookie from one account's answer must never
+    # ride along on another account's request, so the jar accepts nothing.
+    jar = requests.cookies.RequestsCookieJar()
+    jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return jar
+
+
+class Transport:
+    """The process-wide HTTP client for grok.com (requests, or curl_cffi when impersonating)."""
+
+    def __init__(self, settings: GrokSettings):
+        self.settings = settings
+        self.proxies = ProxyRotator(settings.proxy_urls)
+        self.kind = "curl_cffi" if settings.impersonate else "requests"
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        if self.kind == "curl_cffi":
+            from curl_cffi import requests as curl_requests
+
+            self._curl_session = curl_requests.Session(impersonate=settings.impersonate)
+            # curl_cffi runs every streamed transfer on its executor; the default pool is sized
+            # for a few CPUs and would make concurrent streams queue behind each other.
+            self._curl_session._executor = ThreadPoolExecutor(
+                max_workers=POOL_SIZE, thread_name_prefix="grok-curl"
+            )
+        else:
+            self._session = make_requests_session()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        json: Any = None,
+        data: bytes | None = None,
+        use_proxy: bool = True,
+        timeout: tuple[float, float] | None = None,
+    ) -> UpstreamResponse:
+        """Send one request; the body is streamed. Network failures raise UpstreamBroken."""
+        proxy = self.proxies.next() if use_proxy else None
+        timeout = timeout or self._timeout
+        try:
+            if self.kind == "curl_cffi":
+                return self._curl_request(method, url, headers, json, data, proxy, timeout)
+            return self._requests_request(method, url, headers, json, data, proxy, timeout)
+        except UpstreamBroken:
+            raise
+        except Exception as exc:
+            what = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+            raise UpstreamBroken(
+                f"{method} {urlsplit(url).netloc} via {proxy_preview(proxy)} {what}: "
+                f"{type(exc).__name__}: {scrub(str(exc))}"
+            ) from exc
+
+    def penalize_proxy(self, proxy: str | None) -> None:
+        """Move away from `proxy` for a while (call it after a Blocked error)."""
+        self.proxies.penalize(proxy)
+
+    def _requests_request(self, method, url, headers, json, data, proxy, timeout):
+        proxies = {"http": proxy, "https": proxy} if proxy else {}
+        resp = self._session.request(
+            method,
+            url,
+            headers=dict(headers),
+            json=json,
+            data=data,
+            proxies=proxies,
+            timeout=timeout,
+            stream=True,
+            allow_redirects=False,
+        )
+        raw = resp.raw
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                # read1 returns whatever arrived (up to CHUNK_SIZE) instead of waiting to fill
+                # a buffer, which is what keeps token-by-token streaming live.
+                chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+                if not chunk:
+                    return
+                yield chunk
+
+        def close(abort: bool) -> None:
+            if abort:
+                with contextlib.suppress(Exception):
+                    raw.shutdown()  # wakes a reader blocked in recv() on another thread
+            resp.close()
+
+        return UpstreamResponse(resp.status_code, resp.headers, chunks(), close, proxy)
+
+    def _curl_request(self, method, url, headers, json, data, proxy, timeout):
+        resp = self._curl_session.request(
+            method,
+            url,
+            headers=dict(headers),
+            json=json,
+            data=data,
+            proxy=proxy,
+            timeout=timeout,
+            stream=True,
+            allow_redirects=False,
+            discard_cookies=True,
+        )
+        curl = resp.curl
+
+        def close(abort: bool) -> None:
+            if not abort:
+                resp.close()
+                return
+            # curl only notices its quit flag when data arrives; shutting the socket down makes
+            # a silent transfer fail at once instead of at the read timeout.
+            with contextlib.suppress(Exception):
+                from curl_cffi.const import CurlInfo
+
+                fd = curl.getinfo(CurlInfo.ACTIVESOCKET)
+                if isinstance(fd, int) and fd >= 0:
+                    dup = socket.socket(fileno=os.dup(fd))
+                    try:
+                        dup.shutdown(socket.SHUT_RDWR)
+                    finally:
+                        dup.close()
+            # resp.close() joins the transfer thread; never make the caller wait for it.
+            threading.Thread(target=resp.close, daemon=True, name="grok-curl-close").start()
+
+        headers_map = {k: v for k, v in resp.headers.items() if v is not None}
+        return UpstreamResponse(resp.status_code, headers_map, resp.iter_content(), close, proxy)
+
+
+def make_requests_session() -> requests.Session:
+    """A requests.Session with a large connection pool, no retries, no env proxies, no cookies."""
+    session = requests.Session()
+    session.trust_env = False  # proxies come from PROXY_URL_POOL only, never from the env
+    session.cookies = _block_all_cookies()
+    adapter = HTTPAdapter(pool_connections=32, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+_transports: dict[tuple, Transport] = {}
+_transports_lock = threading.Lock()
+
+
+def get_transport(settings: GrokSettings) -> Transport:
+    """The shared Transport for these settings in this process (recreated after a fork)."""
+    key = (
+        os.getpid(),
+        settings.impersonate,
+        settings.proxy_urls,
+        settings.connect_timeout,
+        settings.read_timeout,
+    )
+    with _transports_lock:
+        transport = _transports.get(key)
+        if transport is None:
+            transport = _transports[key] = Transport(settings)
+        return transport
