@@ -42,3 +42,17 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # Let SQLAlchemy, not the driver, open transactions (see _sqlite_begin): pysqlite's own
+    # implicit BEGIN comes only before writes, which would leave a read-then-write unprotected.
+    dbapi_connection.isolation_level = None
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(conn) -> None:
+    """Open SQLite transactions explicitly; `sqlite_begin="IMMEDIATE"` takes the write lock now."""
+    if conn.dialect.name != "sqlite":
+        return
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+        raise ValueError(f"unknown sqlite_begin mode {mode!r}")
+    conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,267 @@
+"""The token pool: pick an account fairly, claim a specific one, record how it fared.
+
+Rotation is least-recently-used by a database-issued number: each pick takes the usable account
+with the smallest `last_used_seq` and stamps it with the next number (a PostgreSQL sequence; on
+SQLite the current maximum plus one, under the write lock). Because the order lives in the
+database, rotation is fair across every worker process and every host sharing it.
+
+Every function here is one short transaction, committed before grok.com is called.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Connection, and_, func, or_, select, text, update
+
+from .crypto import SecretBox
+from .errors import NoAccount, RateLimited
+from .extensions import db
+from .models import Account, AccountStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+accounts = Account.__table__
+PICK_SEQUENCE = "account_pick_seq"
+MAX_ERROR_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An account picked for one request, with its decrypted token (never logged)."""
+
+    account_id: int
+    email_md5: str
+    token: str
+    token_preview: str
+
+    def __repr__(self) -> str:
+        return f"Lease(account_id={self.account_id}, token={self.token_preview})"
+
+
+def _secrets() -> SecretBox:
+    return current_app.extensions["grokproxy.secrets"]
+
+
+def _write_connection() -> Connection:
+    """A connection whose transaction takes SQLite's write lock at BEGIN (no-op elsewhere)."""
+    return db.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+
+
+def _usable(now: datetime):
+    """Active accounts, and cooling ones whose cooldown has passed (they return by themselves)."""
+    return or_(
+        accounts.c.status == AccountStatus.ACTIVE,
+        and_(accounts.c.status == AccountStatus.COOLING, accounts.c.cooldown_until <= now),
+    )
+
+
+def quota_blocks(quota: dict[str, Any] | None, mode: str | None, now: datetime) -> datetime | None:
+    """When the known quota of `mode` is used up, the time it resets; else None."""
+    if not quota or not mode:
+        return None
+    entry = quota.get(mode)
+    if not isinstance(entry, dict) or entry.get("remaining") != 0:
+        return None
+    reset_at = entry.get("reset_at")
+    if not reset_at:
+        return None
+    try:
+        reset = datetime.fromisoformat(reset_at)
+    except (TypeError, ValueError):
+        return None
+    return reset if reset > now else None
+
+
+def _next_sequence(conn: Connection) -> int:
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text(f"SELECT nextval('{PICK_SEQUENCE}')")).scalar_one()
+    # SQLite: the IMMEDIATE transaction holds the write lock, so max + 1 cannot be taken twice.
+    return conn.execute(
+        select(func.coalesce(func.max(accounts.c.last_used_seq), 0) + 1)
+    ).scalar_one()
+
+
+def _stamp_used(conn: Connection, account_id: int, now: datetime) -> Lease:
+    """Give the account the next rotation number and count the use; returns its lease."""
+    row = conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(
+            last_used_seq=_next_sequence(conn),
+            use_count=accounts.c.use_count + 1,
+            last_used_at=now,
+            status=AccountStatus.ACTIVE,
+            cooldown_until=None,
+            updated_at=now,
+        )
+        .returning(
+            accounts.c.id,
+            accounts.c.email_md5,
+            accounts.c.token_encrypted,
+            accounts.c.token_preview,
+        )
+    ).one()
+    return Lease(row.id, row.email_md5, _secrets().decrypt(row.token_encrypted), row.token_preview)
+
+
+def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Lease:
+    """Take the least recently used usable account; raises RateLimited or NoAccount when none."""
+    now = utcnow()
+    skipped: set[int] = set(exclude)
+    with _write_connection() as conn, conn.begin():
+        while True:
+            query = (
+                select(accounts.c.id, accounts.c.quota)
+                .where(_usable(now))
+                .order_by(accounts.c.last_used_seq, accounts.c.id)
+                .limit(1)
+            )
+            if skipped:
+                query = query.where(accounts.c.id.not_in(skipped))
+            if conn.dialect.name == "postgresql":
+                # Concurrent pickers skip the row another one is taking instead of queueing.
+                query = query.with_for_update(skip_locked=True)
+            row = conn.execute(query).first()
+            if row is None:
+                break
+            if quota_blocks(row.quota, mode, now) is None:
+                return _stamp_used(conn, row.id, now)
+            skipped.add(row.id)
+    raise exhausted_error(mode, exclude)
+
+
+def claim_account(account_id: int, mode: str | None = None, *, who: str = "this account") -> Lease:
+    """Use one given account (a user's binding, a conversation's owner) or say why it cannot."""
+    now = utcnow()
+    with _write_connection() as conn, conn.begin():
+        query = select(accounts).where(accounts.c.id == account_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise NoAccount(f"{who} no longer exists: it was deleted from the pool")
+        if row.status == AccountStatus.INVALID:
+            raise NoAccount(
+                f"{who} is invalid: grok.com rejected its SSO token; the operator must re-add it"
+            )
+        if row.status == AccountStatus.DISABLED:
+            raise NoAccount(f"{who} is disabled by the operator")
+        if row.status == AccountStatus.COOLING and row.cooldown_until and row.cooldown_until > now:
+            wait = (row.cooldown_until - now).total_seconds()
+            raise RateLimited(
+                f"{who} is rate-limited by grok.com; it returns in {_human(wait)}",
+                retry_after=max(1, int(wait + 0.999)),
+            )
+        reset = quota_blocks(row.quota, mode, now)
+        if reset is not None:
+            wait = (reset - now).total_seconds()
+            raise RateLimited(
+                f"{who} has used up its {mode} quota; it resets in {_human(wait)}",
+                retry_after=max(1, int(wait + 0.999)),
+            )
+        return _stamp_used(conn, row.id, now)
+
+
+def exhausted_error(mode: str | None, exclude: Collection[int] = ()):
+    """Why nothing could be picked: 429 with Retry-After if something returns later, else 503."""
+    now = utcnow()
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(accounts.c.id, accounts.c.status, accounts.c.cooldown_until, accounts.c.quota)
+        ).all()
+    if not rows:
+        return NoAccount(
+            "the token pool is empty: add SSO tokens with POST /api/batch-add-grok-token"
+        )
+    returns: list[datetime] = []
+    for row in rows:
+        if row.id in exclude or row.status in (AccountStatus.INVALID, AccountStatus.DISABLED):
+            continue
+        if row.status == AccountStatus.COOLING and row.cooldown_until and row.cooldown_until > now:
+            returns.append(row.cooldown_until)
+            continue
+        reset = quota_blocks(row.quota, mode, now)
+        if reset is not None:
+            returns.append(reset)
+    if returns:
+        wait = (min(returns) - now).total_seconds()
+        return RateLimited(
+            "every usable account is rate-limited by grok.com; "
+            f"the first returns in {_human(wait)}",
+            retry_after=max(1, int(wait + 0.999)),
+        )
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return NoAccount(f"no usable account in the pool ({summary}); add or re-add SSO tokens")
+
+
+def _human(seconds: float) -> str:
+    seconds = max(1, int(seconds + 0.999))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _update(account_id: int, **values: Any) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(updated_at=utcnow(), **values)
+        )
+
+
+def mark_cooling(account_id: int, seconds: float, reason: str) -> datetime:
+    """Rate limited: out of rotation until `seconds` from now, then back by itself."""
+    until = utcnow() + timedelta(seconds=max(1.0, seconds))
+    _update(
+        account_id,
+        status=AccountStatus.COOLING,
+        cooldown_until=until,
+        fail_count=accounts.c.fail_count + 1,
+        last_error=reason[:MAX_ERROR_LENGTH],
+    )
+    log.info("account %s cooling for %.0f s: %s", account_id, seconds, reason)
+    return until
+
+
+def mark_invalid(account_id: int, reason: str) -> None:
+    """Credentials rejected: never picked again until the token is re-added."""
+    _update(
+        account_id,
+        status=AccountStatus.INVALID,
+        cooldown_until=None,
+        fail_count=accounts.c.fail_count + 1,
+        last_error=reason[:MAX_ERROR_LENGTH],
+    )
+    log.warning("account %s marked invalid: %s", account_id, reason)
+
+
+def record_failure(account_id: int, reason: str) -> None:
+    """grok.com misbehaved on this account: count it, keep the status."""
+    _update(account_id, fail_count=accounts.c.fail_count + 1, last_error=reason[:MAX_ERROR_LENGTH])
+
+
+def store_quota(account_id: int, mode: str, quota: dict[str, Any]) -> None:
+    """Remember the last known quota of one mode (merged into the account's snapshot)."""
+    with db.engine.begin() as conn:
+        current = conn.execute(
+            select(accounts.c.quota).where(accounts.c.id == account_id)
+        ).scalar_one_or_none()
+        snapshot = dict(current or {})
+        snapshot[mode] = quota
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(quota=snapshot, quota_checked_at=utcnow())
+        )
