@@ -20,6 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_config(app, config)
     register_logging(app)
     register_extensions(app)
+    register_upstream(app)
     register_error_handlers(app)
     register_blueprints(app)
     register_commands(app)
@@ -60,6 +61,13 @@ def register_extensions(app: Flask) -> None:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+
+
+def register_upstream(app: Flask) -> None:
+    """The grok.com client and the model catalog."""
+    from .upstream import init_upstream
+
+    init_upstream(app)
 
 
 def register_error_handlers(app: Flask) -> None:
