@@ -22,7 +22,7 @@ _MODEL_MODE_FOR = {
     "expert": ("grok-4", "MODEL_MODE_EXPERT"),
     "heavy": ("grok-4-heavy", "MODEL_MODE_HEAVY"),
 }
-_LEGACY_NAME_FOR = {"auto": "grok-3", "fast": "grok-3", "expert": "grok-4", "heavy": "grok-4-heavy"}
+_LEGACY_NAME_FOR = {"auto": "grok-3", "fast": "grok-3", "expert": "grok-4", "heavy": "grok-4"}
 
 
 class CatalogError(ValueError):
@@ -105,7 +105,7 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (
           model_mode=("grok-4", "MODEL_MODE_EXPERT"), legacy=("grok-4", False),
           thinking=True, created=_MODES),
     _spec("grok-heavy", "heavy", modes={"modeId": "heavy"},
-          model_mode=("grok-4-heavy", "MODEL_MODE_HEAVY"), legacy=("grok-4-heavy", False),
+          model_mode=("grok-4-heavy", "MODEL_MODE_HEAVY"), legacy=("grok-4", False),
           thinking=True, created=_MODES),
 )  # fmt: skip
 

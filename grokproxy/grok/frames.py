@@ -5,7 +5,8 @@ objects concatenated with no separator, pretty-printed objects, UTF-8 split anyw
 chunks; wrapped (`result.response.X`) and flattened continuation (`result.X`) frames.
 
 Contract beyond events.py:
-- In-band errors are raised as GrokError subclasses, never yielded.
+- In-band errors are raised as GrokError subclasses, never yielded; events that preceded the
+  error in the same chunk are returned first and the error is raised by the next call.
 - When `modelResponse` arrives and no answer text was streamed, its `message` is emitted as one
   TextDelta first, so concatenating TextDeltas always gives the answer.
 - StreamEnd is emitted once, at the soft stop, at `finalMetadata`, or right before the first
@@ -171,6 +172,7 @@ class FrameParser:
         self._cards: dict[str, tuple[str, str]] = {}  # card id -> (url, title)
         self._search_by_citation: dict[str, tuple[str, str]] = {}
         self._citation_numbers: dict[str, int] = {}
+        self._error: GrokError | None = None
 
     # ---- bytes -> JSON objects ---------------------------------------------------------------
 
@@ -184,23 +186,33 @@ class FrameParser:
             raise UpstreamBroken("grok.com sent an unparseable stream (frame too large)")
         return self._drain(final=False)
 
-    def finish(self) -> list[GrokEvent]:
-        """Signal end of body: returns the last events, raises if the stream was truncated."""
+    def finish(self) -> Iterator[GrokEvent]:
+        """Signal end of body: yields the last events, then raises any error or truncation."""
         self._buf += self._decoder.decode(b"", final=True)
-        events = self._drain(final=True)
+        yield from self._drain(final=True)
+        if self._error is not None:
+            raise self._error
         if not self._ended and not self._finished_ids:
             raise UpstreamBroken("grok.com stream truncated: it ended before the reply finished")
-        events.extend(self._flush_text())
-        return events
+        yield from self._flush_text()
 
     def _drain(self, *, final: bool) -> list[GrokEvent]:
+        if self._error is not None:
+            raise self._error
         events: list[GrokEvent] = []
         while True:
             obj, ok = self._next_object(final)
             if not ok:
                 return events
             if isinstance(obj, dict):
-                events.extend(self._handle(obj))
+                try:
+                    events.extend(self._handle(obj))
+                except GrokError as exc:
+                    if not events:
+                        raise
+                    # Hand out what came before the error first; raise on the next call.
+                    self._error = exc
+                    return events
 
     def _reset_scan(self) -> None:
         self._scan_pos = self._scan_depth = 0
