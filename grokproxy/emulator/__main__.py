@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import resource
 
 from aiohttp import web
 
@@ -26,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the emulator until interrupted."""
     args = parse_args(argv)
+    # One socket per stream: 1,000+ streams need more than the usual soft limit of 1,024 fds.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     config = Config(
         tokens=max(1, args.tokens),
         tokens_per_second=args.tokens_per_second,
