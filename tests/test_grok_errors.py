@@ -1,0 +1,97 @@
+"""HTTP error classification of grok.com answers, and messages that never leak a token."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from grokproxy.grok.errors import (
+    AntiBotRejected,
+    Blocked,
+    CloudflareChallenge,
+    ConversationNotFound,
+    InvalidCredentials,
+    RateLimited,
+    UpstreamBroken,
+    classify_http_error,
+    scrub,
+)
+
+SAMPLES = Path("/work/shared/upstream-samples")
+JSON = "application/json"
+CLOUDFLARE_PAGE = """<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>
+<meta http-equiv="refresh" content="360"></head><body>
+<script src="/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1"></script></body></html>"""
+
+
+def sample_text(name: str) -> str:
+    return (SAMPLES / name).read_text().split("\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "cls", "code"),
+    [
+        (403, "error-anti-bot-code7.json", AntiBotRejected, 7),
+        (200, "error-anti-bot-code7.json", AntiBotRejected, 7),
+        (403, "error-invalid-sso-code16.json", InvalidCredentials, 16),
+        (429, "error-too-many-requests-code8.json", RateLimited, 8),
+        (200, "error-too-many-requests-code8.json", RateLimited, 8),
+    ],
+)
+def test_sample_error_bodies_are_classified(status, name, cls, code):
+    error = classify_http_error(status, JSON, sample_text(name))
+    assert type(error) is cls
+    assert error.status == status
+    assert error.code == code
+    assert str(status) in error.message
+
+
+def test_cloudflare_challenge_page_is_not_the_accounts_fault():
+    error = classify_http_error(403, "text/html; charset=UTF-8", CLOUDFLARE_PAGE)
+    assert isinstance(error, CloudflareChallenge)
+    assert isinstance(error, Blocked)
+    assert "<html" not in error.message
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (401, "", InvalidCredentials),
+        (401, '{"error":"unauthorized"}', InvalidCredentials),
+        (403, '{"error":{"code":3,"message":"No credentials presented"}}', InvalidCredentials),
+        (
+            403,
+            '{"error":{"code":3,"message":"user is blocked [blocked-user]"}}',
+            InvalidCredentials,
+        ),
+        (429, "slow down", RateLimited),
+        (404, '{"error":{"code":5,"message":"conversation not found"}}', ConversationNotFound),
+        (500, "oops", UpstreamBroken),
+        (502, "<html><body>Bad gateway</body></html>", UpstreamBroken),
+        (400, '{"error":{"code":3,"message":"invalid field modeId"}}', UpstreamBroken),
+        (403, "<html><body>Sorry, forbidden</body></html>", Blocked),
+    ],
+)
+def test_statuses_and_markers_map_to_classes(status, body, cls):
+    assert (
+        type(classify_http_error(status, JSON if body.startswith("{") else "text/html", body))
+        is cls
+    )
+
+
+def test_error_messages_never_contain_a_token_or_cookie():
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzZXNzaW9uX2lkIjoiYWJjIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
+    message = f"bad session sso={jwt}; sso-rw={jwt} token {jwt}"
+    body = json.dumps({"error": {"code": 16, "message": message}})
+    error = classify_http_error(403, JSON, body)
+    assert isinstance(error, InvalidCredentials)
+    assert jwt not in error.message
+    assert "eyJ" not in str(error)
+    assert "sso=[redacted]" in error.message
+
+
+def test_scrub_removes_proxy_credentials_and_shortens():
+    assert "secret" not in scrub("via socks5h://user:secret@10.0.0.1:1080 failed")
+    assert len(scrub("x" * 1000)) <= 300
