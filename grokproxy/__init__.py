@@ -79,9 +79,11 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Attach the HTTP routes."""
-    from .views import health
+    from .views import chat, health, images
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(chat.bp)
+    app.register_blueprint(images.bp)
 
 
 def register_commands(app: Flask) -> None:

@@ -168,6 +168,14 @@ def claim_account(account_id: int, mode: str | None = None, *, who: str = "this 
         return _stamp_used(conn, row.id, now)
 
 
+def has_usable(mode: str | None = None) -> bool:
+    """Whether some account could be picked right now for `mode`."""
+    now = utcnow()
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(accounts.c.quota).where(_usable(now))).all()
+    return any(quota_blocks(row.quota, mode, now) is None for row in rows)
+
+
 def exhausted_error(mode: str | None, exclude: Collection[int] = ()):
     """Why nothing could be picked: 429 with Retry-After if something returns later, else 503."""
     now = utcnow()

@@ -20,6 +20,8 @@ from grokproxy import create_app
 from grokproxy.dbupgrade import upgrade_database
 from grokproxy.extensions import db
 
+from emulator_fixtures import emu, emulator  # noqa: F401  (the fake grok.com)
+
 TEST_SECRET_KEY = "test-secret-key-for-grokproxy-tests-only"
 ADMIN_PASSWORD = "admin-password-for-tests"
 POOL_KEY = "sk-pool-key-for-tests"

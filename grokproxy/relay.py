@@ -1,0 +1,403 @@
+"""One chat turn against grok.com: choose the account, open the stream, fail over, record it.
+
+The view hands over a validated request and gets back an `OpenedReply`: an upstream stream that
+has already produced its first real frame (pre-read), so every failure that can still be
+answered with a clean JSON error, or retried on the next account, happened here. What follows
+is relayed by the view without any database work; `finish_reply` records how it ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from . import pool
+from .auth import Caller
+from .errors import APIError, BadRequest, NoAccount, NotFound, UpstreamFailed
+from .errors import RateLimited as RateLimitedAnswer
+from .extensions import db
+from .grok import errors as grok_errors
+from .grok.catalog import ModelSpec
+from .grok.client import ImageDownloadError, UpstreamReply
+from .grok.events import (
+    ConversationStarted,
+    GrokEvent,
+    Heartbeat,
+    ReplyFinished,
+    ReplyStarted,
+    UserTurn,
+)
+from .grok.payload import build_chat_body
+from .models import Conversation, utcnow
+from .openai import ImageInput, Prompt, flatten_messages, last_user_message
+from .schemas import ChatRequest
+from .upstream import grok_client
+
+log = logging.getLogger(__name__)
+
+# Events that carry nothing a client sees: pre-reading continues past them.
+_PREAMBLE = (ConversationStarted, UserTurn, ReplyStarted)
+RATE_LIMIT_PROBE_TIMEOUT = 5.0
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+
+@dataclass
+class OpenedReply:
+    """An upstream reply ready to relay: the events read so far and the rest of the stream."""
+
+    reply: UpstreamReply
+    buffered: list[GrokEvent | Heartbeat]
+    rest: Iterator[GrokEvent | Heartbeat]
+    prompt: Prompt
+    account_id: int | None
+    token: str = field(repr=False)
+    conversation_id: str | None = None
+    response_id: str | None = None
+
+    def events(self) -> Iterator[GrokEvent | Heartbeat]:
+        """Every event of the reply, the pre-read ones first."""
+        yield from self.buffered
+        self.buffered = []
+        yield from self.rest
+
+
+@dataclass
+class Attempt:
+    """Where one try goes: an account of the pool (or a caller's own token)."""
+
+    token: str = field(repr=False)
+    account_id: int | None
+    who: str  # how the account is named in errors: "your account", "the pool account" ...
+
+
+def open_reply(
+    caller: Caller, chat: ChatRequest, spec: ModelSpec, *, read_all: bool
+) -> OpenedReply:
+    """Open a chat turn upstream, failing over between pool accounts before the first byte."""
+    conversation = _conversation_of(caller, chat.conversation_id)
+    if conversation is not None:
+        prompt = _prompt(last_user_message, chat.messages)
+        parent = chat.parent_message_id or conversation.last_response_id
+    else:
+        prompt = _prompt(flatten_messages, chat.messages)
+        parent = None
+    images = _fetch_images(prompt.images)
+    config = current_app.config
+    heartbeat = None if read_all else config["SSE_KEEPALIVE_SECONDS"]
+    conversation_id = conversation.conversation_id if conversation else None
+
+    tried: list[int] = []
+    last_error: grok_errors.GrokError | None = None
+    for _ in range(config["MAX_ATTEMPTS"]):
+        try:
+            attempt = _next_attempt(caller, spec, conversation, tried)
+        except APIError as exhausted:
+            if last_error is None or isinstance(
+                last_error, grok_errors.RateLimited | grok_errors.InvalidCredentials
+            ):
+                raise
+            raise answer_for(last_error, "grok.com") from exhausted
+        if attempt.account_id is not None:
+            tried.append(attempt.account_id)
+        try:
+            opened = _try(
+                attempt, spec, prompt, images, conversation_id, parent, heartbeat, read_all
+            )
+        except grok_errors.GrokError as exc:
+            last_error = exc
+            _report(attempt, exc, spec.mode)
+            if not _may_fail_over(caller, conversation, exc):
+                raise answer_for(exc, attempt.who) from None
+            log.info(
+                "attempt on account %s failed (%s); trying the next", attempt.account_id, exc.kind
+            )
+            continue
+        opened.account_id = attempt.account_id
+        _record_conversation(caller, chat, opened, conversation)
+        return opened
+    assert last_error is not None
+    raise _final_answer(last_error, spec.mode, tried)
+
+
+def _prompt(build, messages: list[dict[str, Any]]) -> Prompt:
+    try:
+        return build(messages)
+    except ValueError as exc:
+        raise BadRequest(str(exc), param="messages") from None
+
+
+def _conversation_of(caller: Caller, conversation_id: str | None) -> Conversation | None:
+    """The caller's own recorded conversation, or 404 that reveals nothing about others'."""
+    if conversation_id is None:
+        return None
+    row = db.session.scalars(
+        select(Conversation).where(Conversation.conversation_id == conversation_id)
+    ).first()
+    if row is None or row.owner != caller.owner:
+        raise NotFound(
+            "conversation not found: continue only conversations this API key started",
+            code="conversation_not_found",
+            param="conversation_id",
+        )
+    if caller.kind != "sso" and row.account_id is None:
+        raise NoAccount("the account holding this conversation was deleted from the pool")
+    return row
+
+
+def _fetch_images(images: list[ImageInput]) -> list[tuple[bytes, str]]:
+    """Image bytes to upload, fetched once for every attempt (http(s) URLs downloaded)."""
+    out = []
+    for index, image in enumerate(images):
+        if image.data is not None:
+            out.append((image.data, image.mime_type or "image/png"))
+            continue
+        try:
+            downloaded = grok_client().download_image(image.url or "", MAX_IMAGE_BYTES)
+        except ImageDownloadError as exc:
+            raise BadRequest(f"image {index + 1}: {exc}", param="messages") from None
+        out.append((downloaded.data, downloaded.content_type))
+    return out
+
+
+def _next_attempt(
+    caller: Caller, spec: ModelSpec, conversation: Conversation | None, tried: list[int]
+) -> Attempt:
+    if caller.kind == "sso":
+        return Attempt(caller.sso_token or "", None, "this SSO token")
+    if conversation is not None:
+        lease = pool.claim_account(
+            conversation.account_id, spec.mode, who="the account holding this conversation"
+        )
+        return Attempt(lease.token, lease.account_id, "the account holding this conversation")
+    if caller.kind == "user":
+        if caller.account_id is None:
+            raise NoAccount(
+                "your grok account was removed from the gateway; ask the operator to log you in "
+                "again"
+            )
+        lease = pool.claim_account(caller.account_id, spec.mode, who="your grok account")
+        return Attempt(lease.token, lease.account_id, "your grok account")
+    lease = pool.pick_account(spec.mode, exclude=tried)
+    return Attempt(lease.token, lease.account_id, "the pool account")
+
+
+def _try(
+    attempt: Attempt,
+    spec: ModelSpec,
+    prompt: Prompt,
+    images: list[tuple[bytes, str]],
+    conversation_id: str | None,
+    parent: str | None,
+    heartbeat: float | None,
+    read_all: bool,
+) -> OpenedReply:
+    """One upstream call; raises GrokError for anything that happens before the first content."""
+    client = grok_client()
+    config = current_app.config
+    # Uploads belong to one account, so each attempt uploads again.
+    file_ids = [
+        client.upload_file(attempt.token, f"image-{i + 1}.{mime.split('/')[-1]}", mime, data)
+        for i, (data, mime) in enumerate(images)
+    ]
+    body = build_chat_body(
+        spec,
+        config["GROK_DIALECT"],
+        prompt.text,
+        temporary=config["API_TEMPORARY"],
+        file_ids=file_ids,
+        parent_response_id=parent,
+    )
+    reply = client.open_chat(attempt.token, body, conversation_id)
+    stream = reply.events(heartbeat=heartbeat)
+    opened = OpenedReply(
+        reply,
+        [],
+        stream,
+        prompt,
+        attempt.account_id,
+        attempt.token,
+        conversation_id=conversation_id,
+    )
+    try:
+        for event in stream:
+            opened.buffered.append(event)
+            if isinstance(event, ConversationStarted):
+                opened.conversation_id = event.conversation_id
+            elif isinstance(event, ReplyStarted | ReplyFinished):
+                opened.response_id = event.response_id
+            if read_all or isinstance(event, _PREAMBLE):
+                continue
+            # First content (or a silent upstream: keep-alives must be able to flow) commits.
+            break
+    except BaseException:
+        reply.close()
+        raise
+    return opened
+
+
+def _may_fail_over(caller: Caller, conversation: Conversation | None, exc: Exception) -> bool:
+    """Only pool callers on new conversations move to another account."""
+    if caller.kind != "pool" or conversation is not None:
+        return False
+    return not isinstance(exc, grok_errors.ConversationNotFound)
+
+
+def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> None:
+    """Record what the failure says about the account (nothing for Cloudflare/anti-bot)."""
+    if attempt.account_id is None:
+        return
+    reason = f"{exc.kind}: {exc.message}"
+    if isinstance(exc, grok_errors.RateLimited):
+        wait = exc.wait_seconds or _probe_wait(attempt, mode)
+        pool.mark_cooling(
+            attempt.account_id, wait or current_app.config["COOLDOWN_SECONDS"], reason
+        )
+    elif isinstance(exc, grok_errors.InvalidCredentials):
+        pool.mark_invalid(attempt.account_id, reason)
+    elif isinstance(exc, grok_errors.UpstreamBroken):
+        pool.record_failure(attempt.account_id, reason)
+    else:
+        log.warning("grok.com refused a request on account %s: %s", attempt.account_id, reason)
+
+
+def _probe_wait(attempt: Attempt, mode: str) -> float | None:
+    """Ask grok.com how long the rate limit lasts, and remember the mode's quota."""
+    try:
+        quota = grok_client().rate_limits(attempt.token, mode)
+    except grok_errors.GrokError as exc:
+        log.info("rate-limit probe for account %s failed: %s", attempt.account_id, exc.kind)
+        return None
+    wait = quota.wait_seconds
+    if quota.remaining == 0 and wait is None and quota.window_seconds:
+        wait = float(current_app.config["COOLDOWN_SECONDS"])
+    if attempt.account_id is not None and quota.remaining is not None:
+        reset = utcnow() + timedelta(seconds=wait or 0) if wait and quota.remaining == 0 else None
+        pool.store_quota(
+            attempt.account_id,
+            mode,
+            {
+                "remaining": quota.remaining,
+                "total": quota.total,
+                "window_seconds": quota.window_seconds,
+                "reset_at": reset.isoformat() if reset else None,
+            },
+        )
+    return wait
+
+
+def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:
+    """The client's answer to an upstream failure no other account can fix."""
+    if isinstance(exc, grok_errors.RateLimited):
+        wait = exc.wait_seconds or current_app.config["COOLDOWN_SECONDS"]
+        return RateLimitedAnswer(
+            f"{who} is rate-limited by grok.com; try again later", retry_after=int(wait)
+        )
+    if isinstance(exc, grok_errors.InvalidCredentials):
+        if who == "this SSO token":
+            return APIError(
+                "grok.com rejected this SSO token (expired or signed out)",
+                code="invalid_sso_token",
+                status=403,
+            )
+        return NoAccount(f"{who} was rejected by grok.com (its SSO token is no longer valid)")
+    if isinstance(exc, grok_errors.ConversationNotFound):
+        return NotFound(
+            "grok.com no longer has this conversation",
+            code="conversation_not_found",
+            param="conversation_id",
+        )
+    if isinstance(exc, grok_errors.CloudflareChallenge):
+        return UpstreamFailed(
+            "grok.com blocked the request with a Cloudflare challenge: use a residential "
+            "proxy (PROXY_URL_POOL), GROK_CF_CLEARANCE with a matching GROK_USER_AGENT, or "
+            "GROK_IMPERSONATE",
+            code="upstream_blocked",
+        )
+    if isinstance(exc, grok_errors.AntiBotRejected):
+        return UpstreamFailed(
+            "grok.com's anti-bot rules rejected the request: set GROK_STATSIG_ID or change "
+            "the proxy",
+            code="upstream_blocked",
+        )
+    return UpstreamFailed(f"grok.com failed: {exc.message}", code="upstream_error")
+
+
+def _final_answer(last: grok_errors.GrokError, mode: str, tried: list[int]) -> APIError:
+    """After MAX_ATTEMPTS: why nobody could answer."""
+    if not isinstance(last, grok_errors.RateLimited | grok_errors.InvalidCredentials):
+        return answer_for(last, "grok.com")
+    if not pool.has_usable(mode):
+        return pool.exhausted_error(mode)
+    if isinstance(last, grok_errors.RateLimited):
+        return RateLimitedAnswer(
+            f"the {len(tried)} accounts tried in turn were rate-limited by grok.com and are "
+            "cooling; other accounts remain, so a retry uses them",
+            retry_after=1,
+        )
+    return NoAccount(
+        f"the {len(tried)} accounts tried in turn were rejected by grok.com and are now marked "
+        "invalid; other accounts remain, so a retry uses them"
+    )
+
+
+def _record_conversation(
+    caller: Caller, chat: ChatRequest, opened: OpenedReply, known: Conversation | None
+) -> None:
+    """Remember who owns the conversation and where it lives, before the stream is relayed."""
+    if known is not None:
+        db.session.execute(
+            update(Conversation)
+            .where(Conversation.id == known.id)
+            .values(
+                last_response_id=opened.response_id or known.last_response_id,
+                turns=Conversation.turns + 1,
+                model=chat.model,
+                updated_at=utcnow(),
+            )
+        )
+        db.session.commit()
+        return
+    if not opened.conversation_id:
+        return
+    db.session.add(
+        Conversation(
+            conversation_id=opened.conversation_id,
+            account_id=opened.account_id,
+            owner=caller.owner,
+            last_response_id=opened.response_id,
+            model=chat.model,
+        )
+    )
+    db.session.commit()
+
+
+@dataclass
+class Outcome:
+    """How a relayed stream ended, filled in by the view's generator."""
+
+    error: grok_errors.GrokError | None = None
+    response_id: str | None = None
+
+
+def finish_reply(app, opened: OpenedReply, outcome: Outcome, mode: str) -> None:
+    """After the stream: record a mid-stream failure and the final reply id (short transactions)."""
+    with app.app_context():
+        if outcome.error is not None:
+            _report(Attempt(opened.token, opened.account_id, ""), outcome.error, mode)
+        if (
+            outcome.response_id
+            and opened.conversation_id
+            and (outcome.response_id != opened.response_id)
+        ):
+            db.session.execute(
+                update(Conversation)
+                .where(Conversation.conversation_id == opened.conversation_id)
+                .values(last_response_id=outcome.response_id, updated_at=utcnow())
+            )
+            db.session.commit()

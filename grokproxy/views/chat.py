@@ -1,0 +1,213 @@
+"""OpenAI-compatible routes: chat completions (streamed or not), models, CORS for browsers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from itsdangerous import URLSafeSerializer
+
+from .. import relay
+from ..auth import Caller, chat_caller
+from ..errors import BadRequest, NotFound
+from ..grok import errors as grok_errors
+from ..grok.events import Heartbeat, ReplyFinished, ReplyStarted
+from ..openai import SSE_DONE, SSE_KEEPALIVE, CompletionBuilder, sse
+from ..schemas import load_chat_request
+from ..upstream import model_catalog
+
+bp = Blueprint("chat", __name__)
+log = logging.getLogger(__name__)
+
+# Paths that browsers call cross-origin: every OpenAI route, with and without the /v1 prefix.
+CORS_PREFIXES = ("/v1/", "/chat/completions", "/models")
+EXPOSED_HEADERS = "X-Conversation-Id, X-Message-Id, Retry-After, x-should-retry"
+
+
+def _is_cors_path(path: str) -> bool:
+    return path.startswith(CORS_PREFIXES)
+
+
+def _allowed_origin() -> str | None:
+    origins = current_app.config["CORS_ORIGINS"]
+    origin = request.headers.get("Origin")
+    if "*" in origins:
+        return "*"
+    return origin if origin in origins else None
+
+
+@bp.before_app_request
+def _preflight():
+    """Answer CORS preflights on the OpenAI routes before auth (browsers send no credentials)."""
+    if request.method != "OPTIONS" or not _is_cors_path(request.path):
+        return None
+    response = Response(status=204)
+    origin = _allowed_origin()
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        # Reflect what the browser asks for: the JS SDK adds x-stainless-* headers.
+        asked = request.headers.get("Access-Control-Request-Headers")
+        response.headers["Access-Control-Allow-Headers"] = asked or "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "86400"
+        if origin != "*":
+            response.headers["Vary"] = "Origin"
+    return response
+
+
+@bp.after_app_request
+def _cors_headers(response: Response) -> Response:
+    """CORS headers on every OpenAI-route answer, errors included."""
+    if _is_cors_path(request.path) and "Access-Control-Allow-Origin" not in response.headers:
+        origin = _allowed_origin()
+        if origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+            if origin != "*":
+                response.headers.add("Vary", "Origin")
+    return response
+
+
+@bp.get("/v1/models")
+@bp.get("/models")
+def list_models():
+    """The model catalog in OpenAI's list shape."""
+    chat_caller()
+    return jsonify({"object": "list", "data": [_model(spec) for spec in model_catalog()]})
+
+
+@bp.get("/v1/models/<path:model_id>")
+@bp.get("/models/<path:model_id>")
+def get_model(model_id: str):
+    """One model of the catalog."""
+    chat_caller()
+    spec = model_catalog().get(model_id)
+    if spec is None:
+        raise NotFound(f"model {model_id!r} does not exist", code="model_not_found")
+    return jsonify(_model(spec))
+
+
+def _model(spec) -> dict:
+    return {"id": spec.name, "object": "model", "created": spec.created, "owned_by": spec.owned_by}
+
+
+@bp.post("/v1/chat/completions")
+@bp.post("/chat/completions")
+def chat_completions():
+    """Translate an OpenAI chat request to grok.com and the answer back."""
+    caller = chat_caller()
+    payload = _json_body()
+    chat = load_chat_request(payload)
+    spec = model_catalog().get(chat.model)
+    if spec is None:
+        raise NotFound(
+            f"model {chat.model!r} does not exist; available: {', '.join(model_catalog().names())}",
+            code="model_not_found",
+            param="model",
+        )
+    opened = relay.open_reply(caller, chat, spec, read_all=not chat.stream)
+    builder = CompletionBuilder(
+        chat.model,
+        thinking_format=current_app.config["THINKING_FORMAT"],
+        image_url=_image_url_maker(caller, opened),
+        include_usage=chat.include_usage,
+        prompt_text=opened.prompt.text,
+    )
+    if not chat.stream:
+        return _complete(builder, opened)
+    return _stream(builder, opened, spec.mode)
+
+
+def _json_body():
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise BadRequest("the request body is empty: send a JSON chat completion request")
+    payload = request.get_json(force=True, silent=True)
+    if payload is None:
+        raise BadRequest("the request body is not valid JSON", code="invalid_json")
+    return payload
+
+
+def _id_headers(conversation_id: str | None, message_id: str | None) -> dict[str, str]:
+    headers = {}
+    if conversation_id:
+        headers["X-Conversation-Id"] = conversation_id
+    if message_id:
+        headers["X-Message-Id"] = message_id
+    return headers
+
+
+def _complete(builder: CompletionBuilder, opened: relay.OpenedReply) -> Response:
+    """Non-stream: every event was read during the attempt; build one chat.completion."""
+    for event in opened.events():
+        if not isinstance(event, Heartbeat):
+            builder.feed(event)
+    response = jsonify(builder.completion())
+    response.headers.update(_id_headers(builder.conversation_id, builder.message_id))
+    return response
+
+
+def _stream(builder: CompletionBuilder, opened: relay.OpenedReply, mode: str) -> Response:
+    """Relay the rest of the upstream stream as SSE; no database work happens in here."""
+    outcome = relay.Outcome()
+
+    def generate() -> Iterator[bytes]:
+        finished = False
+        try:
+            yield sse(builder.start())
+            for event in opened.events():
+                if isinstance(event, Heartbeat):
+                    yield SSE_KEEPALIVE
+                    continue
+                if isinstance(event, ReplyStarted | ReplyFinished):
+                    outcome.response_id = event.response_id
+                for chunk in builder.feed(event):
+                    yield sse(chunk)
+            for chunk in builder.finish():
+                yield sse(chunk)
+            finished = True
+        except grok_errors.GrokError as exc:
+            outcome.error = exc
+            log.info("upstream failed mid-stream: %s", exc.kind)
+            yield sse(builder.error_chunk(relay.answer_for(exc, "grok.com").body()["error"]))
+            finished = True
+        finally:
+            # Also reached on GeneratorExit when the client hangs up: close upstream at once.
+            opened.reply.close()
+        if finished:
+            yield SSE_DONE
+
+    response = Response(generate(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    # Ids known from the pre-read; the chunks carry them too once the builder has seen them.
+    response.headers.update(_id_headers(opened.conversation_id, opened.response_id))
+    app = current_app._get_current_object()
+    response.call_on_close(lambda: relay.finish_reply(app, opened, outcome, mode))
+    return response
+
+
+def _image_url_maker(caller: Caller, opened: relay.OpenedReply):
+    """Generated images are served by grokproxy (`/images/<signed>`), never by assets.grok.com."""
+    signer = image_signer()
+    base = current_app.config.get("PUBLIC_URL")
+    box = current_app.extensions["grokproxy.secrets"]
+    # The account fetches its own image; a raw-SSO caller's token travels encrypted in the link.
+    owner = (
+        {"a": opened.account_id}
+        if opened.account_id is not None
+        else {"t": box.encrypt(opened.token)}
+    )
+    # Built now: the stream runs after the request context is gone.
+    prefix = (base or request.url_root).rstrip("/") + url_for("images.image", signed="S")[:-1]
+
+    def image_url(path: str) -> str:
+        return prefix + signer.dumps({**owner, "p": path})
+
+    return image_url
+
+
+def image_signer() -> URLSafeSerializer:
+    """Signs image links so only links grokproxy made are served."""
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="grokproxy-image")
