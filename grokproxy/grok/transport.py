@@ -29,7 +29,8 @@ from .settings import GrokSettings
 # Many chat streams stay open at once; each holds one pooled connection for its whole life.
 POOL_SIZE = 256
 CHUNK_SIZE = 64 * 1024
-PROXY_PENALTY_SECONDS = 120.0
+PROXY_PENALTY_SECONDS = 120.0  # after grok.com blocked a request made through the proxy
+NETWORK_PENALTY_SECONDS = 30.0  # after the proxy itself failed (refused, timed out)
 
 
 class BodyTooLarge(ValueError):
@@ -204,6 +205,8 @@ class Transport:
             raise
         except Exception as exc:
             what = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+            # A proxy that cannot even complete the request is skipped for a short while.
+            self.proxies.penalize(proxy, NETWORK_PENALTY_SECONDS)
             raise UpstreamBroken(
                 f"{method} {urlsplit(url).netloc} via {proxy_preview(proxy)} {what}: "
                 f"{type(exc).__name__}: {scrub(str(exc))}"
