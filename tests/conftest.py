@@ -151,3 +151,43 @@ def serve() -> Iterator[Callable[[Any], str]]:
 def repo_root() -> Path:
     """The checkout's top folder."""
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def add_accounts():
+    """Factory: `add_accounts(app, tokens)` stores pool accounts directly, returns their ids."""
+    import hashlib
+
+    from grokproxy.crypto import preview
+    from grokproxy.emulator.accounts import email_for
+    from grokproxy.models import Account
+
+    def add(app, tokens: list[str]) -> list[int]:
+        box = app.extensions["grokproxy.secrets"]
+        ids = []
+        with app.app_context():
+            for token in tokens:
+                email = email_for(token)
+                account = Account(
+                    email=email,
+                    email_md5=hashlib.md5(email.encode(), usedforsecurity=False).hexdigest(),
+                    token_encrypted=box.encrypt(token),
+                    token_digest=box.digest(token),
+                    token_preview=preview(token),
+                )
+                db.session.add(account)
+                db.session.commit()
+                ids.append(account.id)
+        return ids
+
+    return add
+
+
+@pytest.fixture
+def emu_app(make_app, emu):  # noqa: F811  (the fixture imported above)
+    """Factory: an app whose upstream is the emulator (`emu_app(**settings)`)."""
+
+    def build(**settings: Any):
+        return make_app(GROK_BASE_URL=emu.base_url, GROK_ASSETS_URL=emu.assets_url, **settings)
+
+    return build
