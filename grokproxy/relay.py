@@ -98,11 +98,9 @@ def open_reply(
         try:
             attempt = _next_attempt(caller, spec, conversation, tried)
         except APIError as exhausted:
-            if last_error is None or isinstance(
-                last_error, grok_errors.RateLimited | grok_errors.InvalidCredentials
-            ):
+            if last_error is None:
                 raise
-            raise answer_for(last_error, "grok.com") from exhausted
+            raise _final_answer(last_error, spec.mode, tried) from exhausted
         if attempt.account_id is not None:
             tried.append(attempt.account_id)
         try:
