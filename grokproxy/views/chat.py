@@ -119,6 +119,17 @@ def chat_completions():
     return _stream(builder, opened, spec.mode)
 
 
+@bp.route("/v1/responses", methods=["GET", "POST"])
+@bp.route("/responses", methods=["GET", "POST"])
+def responses_api():
+    """Clients set to OpenAI's Responses API get told what to use instead."""
+    raise NotFound(
+        "the Responses API is not served here: configure the client for chat completions "
+        "(POST /v1/chat/completions)",
+        code="unsupported_api",
+    )
+
+
 def _json_body():
     raw = request.get_data(cache=True)
     if not raw.strip():
