@@ -386,16 +386,21 @@ class Outcome:
 def finish_reply(app, opened: OpenedReply, outcome: Outcome, mode: str) -> None:
     """After the stream: record a mid-stream failure and the final reply id (short transactions)."""
     with app.app_context():
-        if outcome.error is not None:
-            _report(Attempt(opened.token, opened.account_id, ""), outcome.error, mode)
-        if (
-            outcome.response_id
-            and opened.conversation_id
-            and (outcome.response_id != opened.response_id)
-        ):
-            db.session.execute(
-                update(Conversation)
-                .where(Conversation.conversation_id == opened.conversation_id)
-                .values(last_response_id=outcome.response_id, updated_at=utcnow())
-            )
-            db.session.commit()
+        try:
+            _record_outcome(opened, outcome, mode)
+        except Exception:
+            # The client already has its answer; a bookkeeping failure is for the log only.
+            log.exception("could not record how the stream on account %s ended", opened.account_id)
+
+
+def _record_outcome(opened: OpenedReply, outcome: Outcome, mode: str) -> None:
+    """A mid-stream failure counts against the account; a new reply id becomes the parent."""
+    if outcome.error is not None:
+        _report(Attempt(opened.token, opened.account_id, ""), outcome.error, mode)
+    if outcome.response_id and opened.conversation_id and outcome.response_id != opened.response_id:
+        db.session.execute(
+            update(Conversation)
+            .where(Conversation.conversation_id == opened.conversation_id)
+            .values(last_response_id=outcome.response_id, updated_at=utcnow())
+        )
+        db.session.commit()
