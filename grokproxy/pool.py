@@ -13,16 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, and_, func, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
 from .crypto import SecretBox
 from .errors import NoAccount, RateLimited
 from .extensions import db
-from .models import Account, AccountStatus, utcnow
+from .models import Account, AccountStatus, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -107,32 +107,99 @@ def _stamp_used(conn: Connection, account_id: int, now: datetime) -> Lease:
             accounts.c.token_preview,
         )
     ).one()
+    return _lease(row)
+
+
+def _lease(row: Any) -> Lease:
     return Lease(row.id, row.email_md5, _secrets().decrypt(row.token_encrypted), row.token_preview)
+
+
+def quota_instant(moment: datetime) -> str:
+    """The one text form of a quota reset time (UTC, whole seconds): it sorts like the time."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+# The pick is ONE statement: choose the least recently used usable account (skipping those
+# whose known quota for the mode is used up) and stamp it with the next rotation number.
+# Statements are written once as text: building them with the expression language cost more
+# than the database round trip itself.
+_PICK_SET = """
+UPDATE accounts SET last_used_seq = {next_seq}, use_count = use_count + 1,
+    last_used_at = :now, status = 'active', cooldown_until = NULL, updated_at = :now
+WHERE id = (
+    SELECT id FROM accounts
+    WHERE (status = 'active' OR (status = 'cooling' AND cooldown_until <= :now)){quota}{exclude}
+    {fresh}
+    ORDER BY last_used_seq, id LIMIT 1{lock})
+RETURNING id, email_md5, token_encrypted, token_preview
+"""
+# PostgreSQL re-checks a row it locks on the row's newest version: a row another picker stamped
+# after this statement's snapshot would pass that check and be picked twice in a row. Its new
+# number is above every number in the snapshot (the max below, computed once from the snapshot),
+# so this condition turns such a row down and the scan moves on to the next one.
+_FRESH_ONLY = "\n      AND last_used_seq <= (SELECT COALESCE(MAX(last_used_seq), 0) FROM accounts)"
+# Quota filter: skip when remaining is 0 and reset_at (canonical text, see store_quota) is later.
+_QUOTA_FILTER = {
+    "sqlite": "\n      AND NOT (COALESCE(json_extract(quota, :remaining_path), -1) = 0"
+    " AND COALESCE(json_extract(quota, :reset_path), '') > :now_text)",
+    "postgresql": "\n      AND NOT (COALESCE(quota #>> CAST(:remaining_path AS text[]), '') = '0'"
+    " AND COALESCE(quota #>> CAST(:reset_path AS text[]), '') > :now_text)",
+}
+_pick_statements: dict[tuple[str, bool, bool], Any] = {}
+
+
+def _pick_statement(dialect: str, with_mode: bool, with_exclude: bool):
+    key = (dialect, with_mode, with_exclude)
+    statement = _pick_statements.get(key)
+    if statement is None:
+        postgres = dialect == "postgresql"
+        sql = _PICK_SET.format(
+            next_seq=f"nextval('{PICK_SEQUENCE}')"
+            if postgres
+            else "(SELECT COALESCE(MAX(last_used_seq), 0) + 1 FROM accounts)",
+            quota=_QUOTA_FILTER["postgresql" if postgres else "sqlite"] if with_mode else "",
+            exclude=" AND id NOT IN :exclude" if with_exclude else "",
+            # Concurrent pickers skip the row another one is taking instead of queueing.
+            lock=" FOR UPDATE SKIP LOCKED" if postgres else "",
+            fresh=_FRESH_ONLY if postgres else "",
+        )
+        params = [bindparam("now", type_=UTCDateTime())]
+        if with_exclude:
+            params.append(bindparam("exclude", expanding=True))
+        statement = text(sql).bindparams(*params)
+        _pick_statements[key] = statement
+    return statement
+
+
+def _quota_paths(dialect: str, mode: str) -> dict[str, str]:
+    if dialect == "postgresql":
+        return {"remaining_path": f"{{{mode},remaining}}", "reset_path": f"{{{mode},reset_at}}"}
+    quoted = '"' + mode.replace('"', "") + '"'
+    return {"remaining_path": f"$.{quoted}.remaining", "reset_path": f"$.{quoted}.reset_at"}
+
+
+def _pick_connection() -> Connection:
+    """SQLite: the write lock at BEGIN. PostgreSQL: autocommit, the pick is one statement."""
+    conn = db.engine.connect()
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn.execution_options(sqlite_begin="IMMEDIATE")
 
 
 def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Lease:
     """Take the least recently used usable account; raises RateLimited or NoAccount when none."""
     now = utcnow()
-    skipped: set[int] = set(exclude)
-    with _write_connection() as conn, conn.begin():
-        while True:
-            query = (
-                select(accounts.c.id, accounts.c.quota)
-                .where(_usable(now))
-                .order_by(accounts.c.last_used_seq, accounts.c.id)
-                .limit(1)
-            )
-            if skipped:
-                query = query.where(accounts.c.id.not_in(skipped))
-            if conn.dialect.name == "postgresql":
-                # Concurrent pickers skip the row another one is taking instead of queueing.
-                query = query.with_for_update(skip_locked=True)
-            row = conn.execute(query).first()
-            if row is None:
-                break
-            if quota_blocks(row.quota, mode, now) is None:
-                return _stamp_used(conn, row.id, now)
-            skipped.add(row.id)
+    with _pick_connection() as conn:
+        dialect = conn.dialect.name
+        params: dict[str, Any] = {"now": now}
+        if mode:
+            params.update(_quota_paths(dialect, mode), now_text=quota_instant(now))
+        if exclude:
+            params["exclude"] = list(exclude)
+        with conn.begin():
+            row = conn.execute(_pick_statement(dialect, bool(mode), bool(exclude)), params).first()
+    if row is not None:
+        return _lease(row)
     raise exhausted_error(mode, exclude)
 
 
@@ -267,9 +334,28 @@ def store_quota(account_id: int, mode: str, quota: dict[str, Any]) -> None:
             select(accounts.c.quota).where(accounts.c.id == account_id)
         ).scalar_one_or_none()
         snapshot = dict(current or {})
-        snapshot[mode] = quota
+        snapshot[mode] = _canonical_quota(quota)
         conn.execute(
             update(accounts)
             .where(accounts.c.id == account_id)
             .values(quota=snapshot, quota_checked_at=utcnow())
         )
+
+
+def _canonical_quota(quota: dict[str, Any]) -> dict[str, Any]:
+    """Write reset_at in the one text form the pick's SQL filter compares (see quota_instant)."""
+    entry = dict(quota)
+    reset_at = entry.get("reset_at")
+    if isinstance(reset_at, datetime):
+        reset = reset_at
+    elif isinstance(reset_at, str) and reset_at:
+        try:
+            reset = datetime.fromisoformat(reset_at.replace("Z", "+00:00"))
+        except ValueError:
+            reset = None
+    else:
+        reset = None
+    if reset is not None and reset.tzinfo is None:
+        reset = reset.replace(tzinfo=UTC)
+    entry["reset_at"] = quota_instant(reset) if reset is not None else None
+    return entry
