@@ -1,0 +1,574 @@
+"""Measure what grokproxy costs on top of grok.com: the emulator direct vs. through grokproxy.
+
+    .venv/bin/python bench/run.py                       # every scenario, SQLite, ~3 min
+    .venv/bin/python bench/run.py --scenario held --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/run.py --quick               # a few seconds: the harness still works
+
+Starts the emulator and grokproxy (gunicorn with the real gunicorn.conf.py) as subprocesses,
+drives them from a separate load-generator process (bench/load.py), samples CPU time and RSS of
+the gunicorn master + workers and of the emulator from /proc, and prints one markdown table per
+scenario: the direct figure, the proxied figure and proxied/direct. The pick scenario runs
+bench/pick.py (SQLite, and PostgreSQL when --postgres-url or a PostgreSQL --database-url is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from grokproxy.emulator.testing import EmulatorHandle, free_port, running_emulator  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+POOL_KEY = "sk-bench-pool-key"
+ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 (a throwaway local benchmark secret)
+SCENARIOS = ("nonstream", "ttfb", "held", "pick")
+
+
+# ---- /proc -----------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size in MiB (0 when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_KIB / 1024
+    except OSError:
+        return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes (gunicorn workers of a master)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+class Sampler:
+    """CPU seconds used and peak summed RSS of a group of processes while a block runs."""
+
+    def __init__(self, pids: Callable[[], list[int]], every: float = 0.2):
+        self._pids = pids
+        self._every = every
+        self.cpu = 0.0
+        self.peak_rss = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Sampler:
+        self._start = {pid: cpu_seconds(pid) for pid in self._pids()}
+        self._last = dict(self._start)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        pids = self._pids()
+        for pid in pids:
+            self._start.setdefault(pid, 0.0)  # a worker born during the run counts from zero
+            self._last[pid] = max(self._last.get(pid, 0.0), cpu_seconds(pid))
+        self.peak_rss = max(self.peak_rss, sum(rss_mib(pid) for pid in pids))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sample()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.cpu = sum(self._last[pid] - self._start[pid] for pid in self._start)
+
+
+# ---- the system under test -------------------------------------------------------------------
+
+
+@dataclass
+class Proxy:
+    """A running grokproxy (gunicorn master + workers)."""
+
+    process: subprocess.Popen
+    base_url: str
+    log_path: Path
+    env: dict[str, str] = field(repr=False)
+
+    def pids(self) -> list[int]:
+        return [self.process.pid, *children(self.process.pid)]
+
+
+def proxy_env(emu: EmulatorHandle, workdir: Path, database_url: str, args) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GUNICORN_BIND=f"127.0.0.1:{free_port()}",
+        GROKPROXY_INSTANCE_PATH=str(workdir / "instance"),
+        DATABASE_URL=database_url,
+        SECRET_KEY="bench-" + secrets.token_hex(16),
+        AUTHORIZATION=POOL_KEY,
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
+        GROK_BASE_URL=emu.base_url,
+        GROK_ASSETS_URL=emu.assets_url,
+        PYTHONPATH=str(ROOT),
+    )
+    if args.workers:
+        env["GUNICORN_WORKERS"] = str(args.workers)
+    if args.threads:
+        env["GUNICORN_THREADS"] = str(args.threads)
+    return env
+
+
+@contextlib.contextmanager
+def running_proxy(env: dict[str, str], workdir: Path) -> Iterator[Proxy]:
+    """gunicorn -c gunicorn.conf.py wsgi:app, until /healthz answers; stopped on exit."""
+    log_path = workdir / "gunicorn.log"
+    log = open(log_path, "wb")  # noqa: SIM115 (closed in the finally below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    proxy = Proxy(process, f"http://{env['GUNICORN_BIND']}", log_path, env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-3000:]}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(proxy.base_url + "/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not answer: {log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        # Every worker up before anything is measured.
+        want = int(env.get("GUNICORN_WORKERS") or os.cpu_count() * 2 + 1)
+        while len(children(process.pid)) < want and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        yield proxy
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=35)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def add_accounts(proxy: Proxy, tokens: list[str]) -> str:
+    """Put the tokens in the pool: the admin API when it exists, else straight into the DB."""
+    with contextlib.suppress(requests.RequestException):
+        resp = requests.post(
+            proxy.base_url + "/api/batch-add-grok-token",
+            json={"sso_token_list": tokens},
+            headers={"Authorization": f"Bearer {ADMIN_PASSWORD}"},
+            timeout=120,
+        )
+        if resp.status_code == 200:
+            return "admin API"
+    seed_database(proxy.env, tokens)
+    return "database"
+
+
+def seed_database(env: dict[str, str], tokens: list[str]) -> None:
+    """Insert pool accounts the way the admin API stores them (encrypted token, digest)."""
+    saved = dict(os.environ)
+    os.environ.update(
+        {k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "GROKPROXY_INSTANCE_PATH")}
+    )
+    try:
+        from grokproxy import create_app
+        from grokproxy.crypto import preview
+        from grokproxy.emulator.accounts import email_for
+        from grokproxy.extensions import db
+        from grokproxy.models import Account
+
+        app = create_app()
+        box = app.extensions["grokproxy.secrets"]
+        with app.app_context():
+            for token in tokens:
+                email = email_for(token)
+                db.session.add(
+                    Account(
+                        email=email,
+                        email_md5=__import__("hashlib").md5(email.encode()).hexdigest(),  # noqa: S324
+                        token_encrypted=box.encrypt(token),
+                        token_digest=box.digest(token),
+                        token_preview=preview(token),
+                    )
+                )
+            db.session.commit()
+            db.engine.dispose()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def private_postgres(url: str) -> Iterator[str]:
+    """A fresh database next to the one `url` names, dropped on exit."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"grokproxy_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ---- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One load-generator run and what the processes used meanwhile."""
+
+    figures: dict[str, Any]
+    proxy_cpu: float | None = None
+    proxy_rss: float | None = None
+    emu_cpu: float = 0.0
+    emu_rss: float = 0.0
+
+
+def drive(
+    target: str, url: str, scenario: str, options: list[str], proxy: Proxy, emu, tokens_file
+) -> Run:
+    """Run bench/load.py once against `url`, sampling the proxy and the emulator meanwhile."""
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "load.py"),
+        "--scenario",
+        scenario,
+        "--target",
+        target,
+        "--url",
+        url,
+        "--tokens-file",
+        str(tokens_file),
+        *options,
+    ]
+    if target == "proxy":
+        cmd += ["--api-key", POOL_KEY]
+    with Sampler(proxy.pids) as p_sample, Sampler(lambda: [emu.process.pid]) as e_sample:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr[-3000:]}")
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    run = Run(figures, emu_cpu=e_sample.cpu, emu_rss=e_sample.peak_rss)
+    if target == "proxy":
+        run.proxy_cpu, run.proxy_rss = p_sample.cpu, p_sample.peak_rss
+    return run
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def ratio(direct: Any, proxied: Any) -> str:
+    if not isinstance(direct, int | float) or not isinstance(proxied, int | float) or not direct:
+        return "–"
+    return f"{proxied / direct:.2f}×"
+
+
+def table(title: str, rows: list[tuple[str, Any, Any, bool]]) -> str:
+    """A markdown table: figure | direct | proxied | ratio (ratio only where it means something)."""
+    lines = [f"### {title}", "", "| figure | direct | proxied | proxied / direct |"]
+    lines.append("| --- | ---: | ---: | ---: |")
+    for name, direct, proxied, with_ratio in rows:
+        lines.append(
+            f"| {name} | {fmt(direct)} | {fmt(proxied)} | "
+            f"{ratio(direct, proxied) if with_ratio else '–'} |"
+        )
+    return "\n".join(lines)
+
+
+def resource_rows(direct: Run, proxied: Run) -> list[tuple[str, Any, Any, bool]]:
+    return [
+        ("grokproxy CPU s (master + workers)", None, round(proxied.proxy_cpu or 0, 1), False),
+        ("grokproxy peak RSS MiB (master + workers)", None, round(proxied.proxy_rss or 0), False),
+        ("emulator CPU s", round(direct.emu_cpu, 1), round(proxied.emu_cpu, 1), True),
+        ("emulator peak RSS MiB", round(direct.emu_rss), round(proxied.emu_rss), False),
+        (
+            "load generator CPU s",
+            direct.figures.get("client_cpu_s"),
+            proxied.figures.get("client_cpu_s"),
+            False,
+        ),
+    ]
+
+
+def errors_note(name: str, run: Run) -> str:
+    samples = run.figures.get("error_samples") or []
+    return f"\n{name} errors, first ones: {samples}" if samples else ""
+
+
+def scenario_nonstream(ctx) -> str:
+    args = ctx.args
+    ctx.emu.configure(tokens=ctx.reply_tokens, tokens_per_second=0, first_byte_delay=0)
+    conc = args.concurrency or (8 if args.quick else 32)
+    duration = args.duration or (1.0 if args.quick else 10.0)
+    opts = ["--concurrency", str(conc), "--duration", str(duration)]
+    opts += ["--warmup", "0.3" if args.quick else "2"]
+    direct = ctx.drive("direct", ctx.emu.base_url, "nonstream", opts)
+    proxied = ctx.drive("proxy", ctx.proxy.base_url, "nonstream", opts)
+    d, p = direct.figures, proxied.figures
+    rows = [
+        ("requests/s", d["rps"], p["rps"], True),
+        ("latency p50 ms", d["p50_ms"], p["p50_ms"], True),
+        ("latency p99 ms", d["p99_ms"], p["p99_ms"], True),
+        ("errors", d["errors"], p["errors"], False),
+        *resource_rows(direct, proxied),
+    ]
+    title = f"1. Non-stream replies ({ctx.reply_tokens} tokens), concurrency {conc}, {duration:g} s"
+    return table(title, rows) + errors_note("direct", direct) + errors_note("proxied", proxied)
+
+
+def scenario_ttfb(ctx) -> str:
+    args = ctx.args
+    ctx.emu.configure(tokens=ctx.reply_tokens, tokens_per_second=0, first_byte_delay=0)
+    conc = args.concurrency or (8 if args.quick else 64)
+    duration = args.duration or (1.0 if args.quick else 10.0)
+    opts = ["--concurrency", str(conc), "--duration", str(duration)]
+    opts += ["--warmup", "0.3" if args.quick else "2"]
+    direct = ctx.drive("direct", ctx.emu.base_url, "ttfb", opts)
+    proxied = ctx.drive("proxy", ctx.proxy.base_url, "ttfb", opts)
+    d, p = direct.figures, proxied.figures
+    rows = [
+        ("time to first content byte p50 ms", d["p50_ms"], p["p50_ms"], True),
+        ("time to first content byte p99 ms", d["p99_ms"], p["p99_ms"], True),
+        ("streams/s", d["rps"], p["rps"], True),
+        ("errors", d["errors"], p["errors"], False),
+        *resource_rows(direct, proxied),
+    ]
+    title = f"2. Streaming time to first content ({ctx.reply_tokens} tokens), concurrency {conc}"
+    title += f", {duration:g} s"
+    return table(title, rows) + errors_note("direct", direct) + errors_note("proxied", proxied)
+
+
+def scenario_held(ctx) -> str:
+    args = ctx.args
+    streams = args.streams or (20 if args.quick else 500)
+    seconds = args.stream_seconds or (2.0 if args.quick else 30.0)
+    pace = 20.0
+    ctx.emu.configure(tokens=int(seconds * pace), tokens_per_second=pace, first_byte_delay=0)
+    opts = ["--concurrency", str(streams), "--interval", str(1 / pace)]
+    opts += ["--ramp", "0.2" if args.quick else "2"]
+    direct = ctx.drive("direct", ctx.emu.base_url, "held", opts)
+    proxied = ctx.drive("proxy", ctx.proxy.base_url, "held", opts)
+    d, p = direct.figures, proxied.figures
+    added = (
+        round(p["gap_p99_ms"] - d["gap_p99_ms"], 1)
+        if p["gap_p99_ms"] is not None and d["gap_p99_ms"] is not None
+        else None
+    )
+    rows = [
+        ("streams completed", d["completed"], p["completed"], False),
+        ("errors", d["errors"], p["errors"], False),
+        ("content chunks received", d["chunks"], p["chunks"], True),
+        ("first content p50 ms", d["ttfb_p50_ms"], p["ttfb_p50_ms"], True),
+        ("extra gap between chunks p50 ms", d["gap_p50_ms"], p["gap_p50_ms"], False),
+        ("extra gap between chunks p99 ms", d["gap_p99_ms"], p["gap_p99_ms"], False),
+        ("extra gap between chunks max ms", d["gap_max_ms"], p["gap_max_ms"], False),
+        ("p99 extra gap added by grokproxy ms", None, added, False),
+        ("wall s", d["wall_s"], p["wall_s"], False),
+        *resource_rows(direct, proxied),
+    ]
+    title = f"3. Held streams: {streams} × {seconds:g} s at {pace:g} tokens/s"
+    note = (
+        "\n\nExtra gap = a content chunk's arrival gap minus the emulator's 50 ms pace. "
+        "Emulator CPU for the same streams: "
+        f"{proxied.emu_cpu:.1f} s vs grokproxy {proxied.proxy_cpu or 0:.1f} s."
+    )
+    return (
+        table(title, rows) + note + errors_note("direct", direct) + errors_note("proxied", proxied)
+    )
+
+
+PICK_LINE = re.compile(
+    r"(?P<kind>\w+): (?P<procs>\d+) processes x (?P<picks>\d+) picks over (?P<accounts>\d+) "
+    r"accounts: (?P<rate>[\d,]+) picks/s; uses per account min (?P<min>\d+) max (?P<max>\d+) "
+    r"\(spread (?P<spread>\d+)"
+)
+
+
+def scenario_pick(ctx) -> str:
+    args = ctx.args
+    script = ROOT / "bench" / "pick.py"
+    title = "4. Token pick alone (bench/pick.py), 4 processes"
+    if not script.exists():
+        return f"### {title}\n\nbench/pick.py is not there yet: not measured."
+    targets = [("SQLite", None, 1000)]
+    pg = args.postgres_url or (
+        args.database_url
+        if args.database_url and args.database_url.startswith("postgres")
+        else None
+    )
+    if pg:
+        targets.append(("PostgreSQL", pg, 2000))
+    lines = [
+        f"### {title}",
+        "",
+        "| database | picks/s | uses per account min–max | spread | target |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, url, goal in targets:
+        cmd = [sys.executable, str(script), "--processes", "4"]
+        if args.quick:
+            cmd += ["--picks", "200"]
+        if url:
+            cmd += ["--database-url", url]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+        match = PICK_LINE.search(out.stdout)
+        if out.returncode != 0 or not match:
+            lines.append(f"| {name} | failed: {out.stderr.strip()[-300:]!r} | – | – | – |")
+            continue
+        rate = int(match["rate"].replace(",", ""))
+        spread = int(match["spread"])
+        met = "met" if rate >= goal and spread <= 1 else "missed"
+        lines.append(
+            f"| {name} | {rate:,} | {match['min']}–{match['max']} | {spread} | "
+            f"≥ {goal:,}/s, spread ≤ 1: {met} |"
+        )
+    if not pg:
+        lines.append("\nPostgreSQL not measured: pass --postgres-url.")
+    return "\n".join(lines)
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    emu: EmulatorHandle
+    proxy: Proxy
+    tokens_file: Path
+    reply_tokens: int = 24
+
+    def drive(self, target: str, url: str, scenario: str, options: list[str]) -> Run:
+        return drive(target, url, scenario, options, self.proxy, self.emu, self.tokens_file)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
+    p.add_argument("--duration", type=float, help="measured seconds of nonstream/ttfb (10)")
+    p.add_argument("--concurrency", type=int, help="nonstream/ttfb concurrency (32 / 64)")
+    p.add_argument("--streams", type=int, help="held streams (500)")
+    p.add_argument("--stream-seconds", type=float, help="length of each held stream (30)")
+    p.add_argument("--database-url", help="grokproxy's database (default: SQLite temp file)")
+    p.add_argument("--postgres-url", help="PostgreSQL for the pick scenario")
+    p.add_argument("--accounts", type=int, default=50, help="pool accounts")
+    p.add_argument("--workers", type=int, help="GUNICORN_WORKERS (default: gunicorn.conf.py)")
+    p.add_argument("--threads", type=int, help="GUNICORN_THREADS (default: gunicorn.conf.py)")
+    p.add_argument("--quick", action="store_true", help="a few-second smoke run")
+    p.add_argument("--output", help="also write the tables (markdown) to this file")
+    args = p.parse_args()
+
+    chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    workdir = Path(tempfile.mkdtemp(prefix="grokproxy-bench-"))
+    tokens = [f"bench-account-{i:04d}-{secrets.token_hex(12)}" for i in range(args.accounts)]
+    tokens_file = workdir / "tokens.txt"
+    tokens_file.write_text("\n".join(tokens) + "\n")
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    header = [
+        f"grokproxy benchmark, {started}, {os.cpu_count()} CPUs, {platform_line()}",
+        f"command: {' '.join(['python', 'bench/run.py', *sys.argv[1:]])}",
+    ]
+    sections: list[str] = []
+
+    need_servers = any(s != "pick" for s in chosen)
+    with contextlib.ExitStack() as stack:
+        if need_servers:
+            database_url = args.database_url
+            if database_url and database_url.startswith("postgres"):
+                database_url = stack.enter_context(private_postgres(database_url))
+            database_url = database_url or f"sqlite:///{workdir / 'grokproxy.sqlite'}"
+            emu = stack.enter_context(running_emulator(tokens=24))
+            env = proxy_env(emu, workdir, database_url, args)
+            proxy = stack.enter_context(running_proxy(env, workdir))
+            how = add_accounts(proxy, tokens)
+            for token in tokens:  # no quota runs out during a benchmark
+                emu.set_quota(
+                    "fast", token=token, remaining=10**9, total=10**9, window_seconds=10**6
+                )
+            workers = len(children(proxy.process.pid))
+            threads = env.get("GUNICORN_THREADS") or "conf default"
+            header.append(
+                f"grokproxy: {workers} gthread workers, threads {threads}, database "
+                f"{database_url.split(':', 1)[0]}, {len(tokens)} pool accounts (added via {how})"
+            )
+            ctx = Context(args, emu, proxy, tokens_file)
+        print("\n".join(header), flush=True)
+        for name in chosen:
+            began = time.monotonic()
+            if name == "pick":
+                section = scenario_pick(args_ctx(args))
+            else:
+                section = globals()[f"scenario_{name}"](ctx)
+            section += f"\n\n({time.monotonic() - began:.0f} s)"
+            print("\n" + section, flush=True)
+            sections.append(section)
+    if args.output:
+        Path(args.output).write_text("\n".join(header) + "\n\n" + "\n\n".join(sections) + "\n")
+
+
+def args_ctx(args: argparse.Namespace):
+    return argparse.Namespace(args=args)
+
+
+def platform_line() -> str:
+    import platform
+
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model or platform.processor()}, Python {platform.python_version()}"
+
+
+if __name__ == "__main__":
+    main()
