@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import resource
 import sys
@@ -102,7 +103,7 @@ def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
 
 
@@ -174,10 +175,9 @@ async def ttfb(session, target: Target, concurrency: int, duration: float, warmu
     async def worker() -> None:
         while time.monotonic() < stop_at:
             sent = time.monotonic()
-            first: list[float] = []
-            ok, why = await read_stream(
-                session, target, sent, lambda t: first.append(t) if not first else None
-            )
+            arrivals: list[float] = []
+            ok, why = await read_stream(session, target, sent, arrivals.append)
+            first = arrivals[:1]
             if sent < count_from or time.monotonic() > stop_at:
                 continue
             if ok and first:
@@ -213,7 +213,7 @@ async def held(session, target: Target, streams: int, interval: float, ramp: flo
         if arrivals:
             firsts.append(arrivals[0] - sent)
         chunks += len(arrivals)
-        extra.extend(max(0.0, b - a - interval) for a, b in zip(arrivals, arrivals[1:]))
+        extra.extend(max(0.0, b - a - interval) for a, b in itertools.pairwise(arrivals))
 
     began = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(streams)))
