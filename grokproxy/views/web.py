@@ -1,0 +1,129 @@
+"""grokproxy's own web pages: the login link, the chat page and sign-out (HTML, not JSON)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from .. import users
+from ..extensions import db
+from ..models import Account, User
+
+bp = Blueprint("web", __name__)
+
+SESSION_LIFETIME = timedelta(days=30)
+# Inline scripts and styles are never used, so the policy can forbid them outright.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+REFUSALS = {
+    "used": (
+        410,
+        "This login link was already used",
+        "Each login link signs you in once. Ask for a new link, or go to the chat page if this "
+        "browser is still signed in.",
+    ),
+    "expired": (
+        410,
+        "This login link has expired",
+        "Login links are valid for a limited time. Ask for a new link.",
+    ),
+    "invalid": (
+        400,
+        "This login link is not valid",
+        "The link is incomplete or was changed. Copy the whole link you were given, or ask for "
+        "a new one.",
+    ),
+}
+
+
+@bp.record_once
+def _session_cookie_settings(state) -> None:
+    """Session cookies: HTTP-only, SameSite=Lax, Secure when the public URL is https."""
+    config = state.app.config
+    public_url = (config.get("PUBLIC_URL") or "").lower()
+    config["SESSION_COOKIE_NAME"] = "grokproxy_session"
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["SESSION_COOKIE_SECURE"] = public_url.startswith("https://")
+    config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
+
+
+def _page(template: str, status: int = 200, **context) -> Response:
+    response = make_response(render_template(template, **context), status)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _signed_in_user() -> User | None:
+    user_id = session.get("user_id")
+    if not isinstance(user_id, int):
+        return None
+    user = db.session.get(User, user_id)
+    if user is None:
+        session.clear()
+    return user
+
+
+@bp.get("/login")
+def sign_in_help():
+    """Where a visitor without a session lands: how to sign in."""
+    return _page("signin.html")
+
+
+# `path:` so that a link mangled with a slash still gets the polite page, not a JSON 404.
+@bp.get("/login/<path:link_token>")
+def open_login_link(link_token: str):
+    """Use a login link: start a session for its user and go to the chat page."""
+    try:
+        user = users.redeem_link(link_token)
+    except users.LinkRefused as refused:
+        status, title, advice = REFUSALS[refused.reason]
+        return _page("link_refused.html", status, title=title, advice=advice)
+    session.clear()
+    session.permanent = True
+    session["user_id"] = user.id
+    response = redirect(url_for("web.chat_page"), code=303)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/chat")
+def chat_page():
+    """The chat page of the signed-in user."""
+    user = _signed_in_user()
+    if user is None:
+        return redirect(url_for("web.sign_in_help"), code=303)
+    account = db.session.get(Account, user.account_id) if user.account_id else None
+    public_url = current_app.config.get("PUBLIC_URL")
+    base = (public_url.rstrip("/") if public_url else request.host_url.rstrip("/")) + "/v1"
+    return _page(
+        "chat.html",
+        user_name=user.user_name,
+        api_key=users.user_api_key(user),
+        api_base=base,
+        account=account,
+    )
+
+
+@bp.post("/logout")
+def logout():
+    """End the session."""
+    session.clear()
+    return redirect(url_for("web.sign_in_help", signed_out=1), code=303)
