@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -20,7 +22,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_gunicorn_starts_on_an_empty_database_and_serves_healthz(tmp_path, repo_root: Path):
+@contextlib.contextmanager
+def gunicorn(tmp_path: Path, repo_root: Path, **env_vars: str) -> Iterator[str]:
+    """Run the real server (gunicorn.conf.py, gthread) on SQLite; yields its base URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -29,33 +33,67 @@ def test_gunicorn_starts_on_an_empty_database_and_serves_healthz(tmp_path, repo_
         "GUNICORN_THREADS": "4",
         "GROKPROXY_INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": f"sqlite:///{tmp_path}/served.sqlite",
+        **env_vars,
     }
     env.pop("SECRET_KEY", None)
-    gunicorn = Path(sys.executable).parent / "gunicorn"
+    executable = Path(sys.executable).parent / "gunicorn"
     proc = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
+        [str(executable), "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=repo_root,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                requests.get(f"{url}/healthz", timeout=2)
                 break
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.stdout.read().decode()
                 assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
                 time.sleep(0.2)
-        assert response.status_code == 200
-        assert response.json()["database"] == {"ok": True, "dialect": "sqlite"}
-        # The key was generated once into the instance folder, shared by both workers.
-        assert (tmp_path / "instance" / "secret_key").exists()
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_gunicorn_starts_on_an_empty_database_and_serves_healthz(tmp_path, repo_root: Path):
+    with gunicorn(tmp_path, repo_root) as url:
+        response = requests.get(f"{url}/healthz", timeout=5)
+    assert response.status_code == 200
+    assert response.json()["database"] == {"ok": True, "dialect": "sqlite"}
+    # The key was generated once into the instance folder, shared by both workers.
+    assert (tmp_path / "instance" / "secret_key").exists()
+
+
+def test_under_gunicorn_a_client_hang_up_closes_upstream_within_a_second(
+    tmp_path, repo_root: Path, emu
+):
+    emu.configure(tokens=400, tokens_per_second=20)
+    with gunicorn(tmp_path, repo_root, GROK_BASE_URL=emu.base_url) as url:
+        body = {"model": "grok-3", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        response = requests.post(
+            f"{url}/v1/chat/completions",
+            headers={"Authorization": "Bearer emu-gunicorn-hang-up-token"},
+            json=body,
+            stream=True,
+            timeout=30,
+        )
+        lines = response.iter_lines()
+        assert any(next(lines).startswith(b"data: ") for _ in range(6))
+        response.close()
+        hung_up = time.monotonic()
+        while True:
+            (stream,) = emu.streams()
+            if stream["outcome"] != "streaming":
+                break
+            assert time.monotonic() - hung_up < 1.0, "upstream still streaming a second after"
+            time.sleep(0.05)
+    assert stream["outcome"] == "client_disconnected"
 
 
 def test_postgres_url_shape_is_psycopg3_when_set():
