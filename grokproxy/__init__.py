@@ -79,13 +79,14 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Attach the HTTP routes."""
-    from .views import chat, health, images, login, web
+    from .views import chat, health, images, login, tokens, web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
     app.register_blueprint(images.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(tokens.bp)
 
 
 def register_commands(app: Flask) -> None:

@@ -1,0 +1,463 @@
+"""The token service: add SSO tokens to the pool (checked upstream), list, delete, refresh quotas.
+
+No Flask request in here: views and CLI commands call these functions inside an app context.
+Network work (grok.com's session and rate-limit endpoints) runs in worker threads with no app
+context and never inside a database transaction; each account is then stored in one short
+transaction of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from . import pool
+from .crypto import SecretBox, preview
+from .extensions import db
+from .grok import errors as grok_errors
+from .grok.client import AccountIdentity, GrokClient, Quota
+from .grok.headers import normalize_token
+from .models import Account, AccountStatus, User, utcnow
+from .upstream import grok_client, model_catalog
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN_LENGTH = 4096
+MAX_BATCH = 500
+
+
+class TokenFormatError(ValueError):
+    """A token that cannot be an SSO cookie value (the message never contains the token)."""
+
+
+@dataclass
+class BatchResult:
+    """What batch-add did: one entry per stored account, one per token it could not use."""
+
+    email_list: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON answer of the admin API."""
+        return {"email_list": self.email_list, "failed": self.failed}
+
+
+def email_md5(email: str) -> str:
+    """The account key: lower-case hex md5 of the trimmed, lower-cased e-mail."""
+    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
+
+
+def normalize(raw: Any) -> str:
+    """The bare SSO token from operator input, or TokenFormatError saying what is wrong."""
+    if not isinstance(raw, str):
+        raise TokenFormatError(f"not a string (got {type(raw).__name__})")
+    if len(raw) > MAX_TOKEN_LENGTH * 2:
+        raise TokenFormatError(f"too long: an SSO token has at most {MAX_TOKEN_LENGTH} characters")
+    try:
+        token = normalize_token(raw)
+    except ValueError as exc:
+        text = raw.strip()
+        if text and any(c.isspace() for c in text.rstrip(";").strip()):
+            raise TokenFormatError("contains whitespace inside the token") from None
+        raise TokenFormatError(str(exc)) from None
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenFormatError(f"too long: an SSO token has at most {MAX_TOKEN_LENGTH} characters")
+    return token
+
+
+def safe_preview(raw: Any) -> str | None:
+    """A preview of whatever was sent (first 6 and last 4 characters), None for non-strings."""
+    if not isinstance(raw, str):
+        return None
+    text = raw.strip()
+    with contextlib.suppress(ValueError):
+        text = normalize_token(text)
+    return preview(text[:MAX_TOKEN_LENGTH] if len(text) > MAX_TOKEN_LENGTH else text)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str]:
+    """(code, message) for a token grok.com did not accept, written for an operator."""
+    if isinstance(exc, grok_errors.InvalidCredentials):
+        return (
+            "invalid_token",
+            f"grok.com rejected the token (expired, signed out or blocked): {exc}",
+        )
+    if isinstance(exc, grok_errors.CloudflareChallenge):
+        return "cloudflare", (
+            "blocked by Cloudflare while checking the token; not stored. Retry later, change "
+            "PROXY_URL_POOL or refresh GROK_CF_CLEARANCE"
+        )
+    if isinstance(exc, grok_errors.AntiBotRejected):
+        return "anti_bot", (
+            "grok.com's anti-bot rules rejected the check; not stored. Retry later or change "
+            "GROK_STATSIG_ID / proxy"
+        )
+    if isinstance(exc, grok_errors.Blocked):
+        return "blocked", f"grok.com blocked the check at its edge; not stored. Retry later: {exc}"
+    if isinstance(exc, grok_errors.RateLimited):
+        return "rate_limited", f"grok.com rate-limited the check; not stored. Retry later: {exc}"
+    if isinstance(exc, grok_errors.GrokError):
+        return "upstream_error", f"could not check the token (network or grok.com error): {exc}"
+    return "internal_error", "could not check the token: unexpected error (see the server log)"
+
+
+def _resolve(client: GrokClient, token: str) -> AccountIdentity | BaseException:
+    """Who a token belongs to, or the exception that says why not (runs in a worker thread)."""
+    try:
+        return client.auth_session(token)
+    except grok_errors.GrokError as exc:
+        return exc
+    except Exception as exc:  # a bug must cost one token, not the whole batch
+        log.exception("unexpected error while checking a token (%s)", preview(token))
+        return exc
+
+
+def _quota_entry(quota: Quota, now: datetime, default_wait: float) -> dict[str, Any]:
+    """The stored snapshot of one mode; a used-up mode without a wait blocks for default_wait."""
+    reset = None
+    if quota.remaining == 0:
+        wait = quota.wait_seconds if quota.wait_seconds else default_wait
+        reset = now + timedelta(seconds=wait)
+    return {
+        "remaining": quota.remaining,
+        "total": quota.total,
+        "window_seconds": quota.window_seconds,
+        "reset_at": reset.isoformat() if reset else None,
+    }
+
+
+def quota_modes() -> list[str]:
+    """The distinct quota modes of the model catalog."""
+    modes: list[str] = []
+    for spec in model_catalog():
+        if spec.mode not in modes:
+            modes.append(spec.mode)
+    return modes
+
+
+def _fetch_quotas(
+    client: GrokClient, token: str, modes: Sequence[str]
+) -> dict[str, Quota | BaseException]:
+    """Each mode's quota, or the error fetching it (runs in a worker thread)."""
+    result: dict[str, Quota | BaseException] = {}
+    for mode in modes:
+        try:
+            result[mode] = client.rate_limits(token, mode)
+        except grok_errors.GrokError as exc:
+            result[mode] = exc
+            if isinstance(exc, grok_errors.InvalidCredentials | grok_errors.Blocked):
+                break  # the next modes would fail the same way
+        except Exception as exc:
+            log.exception("unexpected error while fetching a quota (%s)", preview(token))
+            result[mode] = exc
+            break
+    return result
+
+
+def _store_quotas(account_id: int, fetched: dict[str, Quota | BaseException]) -> str | None:
+    """Remember the fetched quotas; returns the first error's message, if any."""
+    now = utcnow()
+    default_wait = float(current_app.config["COOLDOWN_SECONDS"])
+    problem = None
+    for mode, quota in fetched.items():
+        if isinstance(quota, Quota):
+            pool.store_quota(account_id, mode, _quota_entry(quota, now, default_wait))
+        elif problem is None:
+            problem = describe_failure(quota)[1]
+    return problem
+
+
+def _executor(jobs: int) -> ThreadPoolExecutor:
+    workers = max(1, min(int(current_app.config["TOKEN_CHECK_CONCURRENCY"]), jobs))
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="token-check")
+
+
+def add_tokens(raw_list: Sequence[Any], *, fetch_quota: bool = True) -> BatchResult:
+    """Check each token upstream and store the good ones; one bad token never fails the rest."""
+    result = BatchResult()
+    box: SecretBox = current_app.extensions["grokproxy.secrets"]
+    client = grok_client()
+
+    # 1. Local checks: format and duplicates within this call.
+    to_check: list[tuple[int, str]] = []
+    first_index: dict[str, int] = {}
+    for index, raw in enumerate(raw_list):
+        try:
+            token = normalize(raw)
+        except TokenFormatError as exc:
+            result.failed.append(_failure(index, raw, "malformed", f"not an SSO token: {exc}"))
+            continue
+        if token in first_index:
+            result.failed.append(
+                _failure(
+                    index,
+                    raw,
+                    "duplicate",
+                    f"same token as entry {first_index[token]}",
+                )
+            )
+            continue
+        first_index[token] = index
+        to_check.append((index, token))
+
+    # 2. Ask grok.com who each token belongs to, a bounded number at a time, outside any
+    # transaction.
+    if to_check:
+        with _executor(len(to_check)) as executor:
+            identities = list(executor.map(lambda item: _resolve(client, item[1]), to_check))
+    else:
+        identities = []
+
+    # 3. Store each account in a transaction of its own.
+    seen_md5: dict[str, int] = {}
+    quota_jobs: list[tuple[int, str]] = []
+    for (index, token), identity in zip(to_check, identities, strict=True):
+        if not isinstance(identity, AccountIdentity):
+            code, message = describe_failure(identity)
+            result.failed.append(_failure(index, token, code, message))
+            continue
+        key = email_md5(identity.email)
+        if key in seen_md5:
+            result.failed.append(
+                _failure(
+                    index,
+                    token,
+                    "duplicate_account",
+                    f"same grok account as entry {seen_md5[key]} ({key}); only that one is stored",
+                )
+            )
+            continue
+        seen_md5[key] = index
+        try:
+            account_id, status = _upsert(box, token, identity)
+        except Exception:
+            log.exception("could not store the account of a token (%s)", preview(token))
+            result.failed.append(
+                _failure(index, token, "internal_error", "could not store the account (see log)")
+            )
+            continue
+        result.email_list.append(
+            {"email": identity.email.strip(), "email_md5": key, "status": status}
+        )
+        if status != "unchanged":
+            quota_jobs.append((account_id, token))
+        log.info("token %s %s account %s", preview(token), status, key)
+
+    # 4. Remember the new accounts' quotas (a failure here does not undo the add).
+    if fetch_quota and quota_jobs:
+        _refresh(client, quota_jobs)
+    result.failed.sort(key=lambda entry: entry["index"])
+    return result
+
+
+def _failure(index: int, raw: Any, code: str, message: str) -> dict[str, Any]:
+    return {"index": index, "token_preview": safe_preview(raw), "error": message, "code": code}
+
+
+def _upsert(box: SecretBox, token: str, identity: AccountIdentity) -> tuple[int, str]:
+    """Insert or refresh the account of a checked token; one transaction, one retry on a race."""
+    for attempt in (1, 2):
+        try:
+            return _upsert_once(box, token, identity)
+        except IntegrityError:
+            db.session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _upsert_once(box: SecretBox, token: str, identity: AccountIdentity) -> tuple[int, str]:
+    email = identity.email.strip()
+    key = email_md5(email)
+    digest = box.digest(token)
+    session = db.session
+    # SQLite: take the write lock at BEGIN, so the read-then-write below cannot be overtaken.
+    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    try:
+        query = select(Account).where(Account.email_md5 == key).with_for_update()
+        account = session.scalars(query).first()
+        if account is None:
+            # The same token under another e-mail: the account's e-mail changed upstream.
+            query = select(Account).where(Account.token_digest == digest).with_for_update()
+            account = session.scalars(query).first()
+        if account is None:
+            account = Account(
+                email=email,
+                email_md5=key,
+                upstream_user_id=identity.user_id,
+                token_encrypted=box.encrypt(token),
+                token_digest=digest,
+                token_preview=preview(token),
+                status=AccountStatus.ACTIVE,
+            )
+            session.add(account)
+            session.commit()
+            return account.id, "added"
+        changed = False
+        if account.token_digest != digest:
+            # A token held by another row (its e-mail changed) is released first.
+            other = session.scalars(
+                select(Account).where(Account.token_digest == digest, Account.id != account.id)
+            ).first()
+            if other is not None:
+                session.delete(other)
+                session.flush()
+            account.token_encrypted = box.encrypt(token)
+            account.token_digest = digest
+            account.token_preview = preview(token)
+            changed = True
+        if account.email_md5 != key or account.email != email:
+            account.email, account.email_md5 = email, key
+            changed = True
+        if identity.user_id and account.upstream_user_id != identity.user_id:
+            account.upstream_user_id = identity.user_id
+        if account.status in (AccountStatus.INVALID, AccountStatus.DISABLED):
+            # grok.com just accepted this token, and re-adding is the operator's explicit act.
+            account.status = AccountStatus.ACTIVE
+            account.cooldown_until = None
+            account.last_error = None
+            changed = True
+        if changed and account.status == AccountStatus.ACTIVE:
+            account.last_error = None
+        account_id = account.id
+        session.commit()
+        return account_id, "updated" if changed else "unchanged"
+    except Exception:
+        session.rollback()
+        raise
+
+
+def _refresh(client: GrokClient, jobs: list[tuple[int, str]]) -> dict[int, str | None]:
+    """Fetch and store every mode's quota of each (account id, token); returns problems by id."""
+    modes = quota_modes()
+    with _executor(len(jobs)) as executor:
+        fetched = list(executor.map(lambda job: _fetch_quotas(client, job[1], modes), jobs))
+    problems: dict[int, str | None] = {}
+    for (account_id, token), quotas in zip(jobs, fetched, strict=True):
+        try:
+            problems[account_id] = _store_quotas(account_id, quotas)
+        except Exception:
+            log.exception("could not store the quota of account %s", account_id)
+            problems[account_id] = "could not store the quota (see the server log)"
+        if problems[account_id]:
+            log.warning(
+                "quota of account %s (%s) not fully fetched: %s",
+                account_id,
+                preview(token),
+                problems[account_id],
+            )
+        invalid = next(
+            (q for q in quotas.values() if isinstance(q, grok_errors.InvalidCredentials)), None
+        )
+        if invalid is not None:
+            pool.mark_invalid(account_id, f"{invalid.kind}: {invalid.message}")
+    return problems
+
+
+def refresh_quotas() -> list[dict[str, Any]]:
+    """Fetch every usable account's quotas (invalid and disabled ones are left alone)."""
+    box: SecretBox = current_app.extensions["grokproxy.secrets"]
+    rows = db.session.execute(
+        select(Account.id, Account.email_md5, Account.token_encrypted)
+        .where(Account.status.in_((AccountStatus.ACTIVE, AccountStatus.COOLING)))
+        .order_by(Account.id)
+    ).all()
+    db.session.commit()  # end the read before the network work
+    jobs = [(row.id, box.decrypt(row.token_encrypted)) for row in rows]
+    problems = _refresh(grok_client(), jobs) if jobs else {}
+    return [
+        {"id": row.id, "email_md5": row.email_md5, "error": problems.get(row.id)} for row in rows
+    ]
+
+
+def display_status(account: Account, now: datetime) -> str:
+    """The status shown to operators: `cooling` only while the cooldown lasts."""
+    if account.status == AccountStatus.COOLING and not (
+        account.cooldown_until and account.cooldown_until > now
+    ):
+        return AccountStatus.ACTIVE
+    return account.status
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def account_view(account: Account, users: int, now: datetime) -> dict[str, Any]:
+    """One account as the admin API shows it (never the token itself)."""
+    status = display_status(account, now)
+    return {
+        "id": account.id,
+        "email": account.email,
+        "email_md5": account.email_md5,
+        "status": status,
+        "token_preview": account.token_preview,
+        "use_count": account.use_count,
+        "fail_count": account.fail_count,
+        "last_used_at": _iso(account.last_used_at),
+        "cooldown_until": _iso(account.cooldown_until) if status == AccountStatus.COOLING else None,
+        "last_error": account.last_error,
+        "quota": account.quota or {},
+        "quota_checked_at": _iso(account.quota_checked_at),
+        "users": users,
+        "created_at": _iso(account.created_at),
+        "updated_at": _iso(account.updated_at),
+    }
+
+
+def list_accounts(page: int = 1, page_size: int = 20) -> dict[str, Any]:
+    """One page of the pool, ordered by id."""
+    now = utcnow()
+    total = db.session.scalar(select(func.count()).select_from(Account)) or 0
+    user_counts = (
+        select(User.account_id, func.count(User.id).label("users"))
+        .where(User.account_id.is_not(None))
+        .group_by(User.account_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(Account, func.coalesce(user_counts.c.users, 0))
+        .outerjoin(user_counts, user_counts.c.account_id == Account.id)
+        .order_by(Account.id)
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    data = [account_view(account, users, now) for account, users in rows]
+    db.session.commit()
+    return {
+        "total": total,
+        "page": page,
+        "page_size": page_size,
+        "pages": math.ceil(total / page_size) if total else 0,
+        "data": data,
+    }
+
+
+def delete_accounts(md5_list: Iterable[str]) -> dict[str, list[str]]:
+    """Remove accounts by e-mail md5 (users are unbound, conversations go); one transaction."""
+    wanted = list(dict.fromkeys(value.lower() for value in md5_list))
+    try:
+        found = set(
+            db.session.scalars(select(Account.email_md5).where(Account.email_md5.in_(wanted)))
+        )
+        if found:
+            db.session.execute(delete(Account).where(Account.email_md5.in_(found)))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    deleted = [value for value in wanted if value in found]
+    for value in deleted:
+        log.info("account %s deleted from the pool", value)
+    return {"deleted": deleted, "not_found": [value for value in wanted if value not in found]}
