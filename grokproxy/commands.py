@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import TextIO
+
 import click
 from flask import Flask, current_app
 
@@ -9,6 +12,7 @@ from flask import Flask, current_app
 def register(app: Flask) -> None:
     """Attach grokproxy's commands to the app's CLI."""
     app.cli.add_command(upgrade_db)
+    app.cli.add_command(tokens_group)
 
 
 @click.command("upgrade-db")
@@ -18,3 +22,105 @@ def upgrade_db() -> None:
 
     upgrade_database(current_app._get_current_object())
     click.echo("database schema is up to date")
+
+
+@click.group("tokens")
+def tokens_group() -> None:
+    """Manage the pool of grok.com SSO tokens (output shows previews, never a token)."""
+
+
+def read_token_lines(stream: TextIO) -> list[str]:
+    """One token per line; blank lines and `#` comments are skipped."""
+    tokens = []
+    for line in stream:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            tokens.append(text)
+    return tokens
+
+
+@tokens_group.command("add")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+def tokens_add(source: TextIO) -> None:
+    """Check and add the tokens of SOURCE (a file, or - for stdin), one per line."""
+    from .tokens import MAX_BATCH, add_tokens
+
+    raw = read_token_lines(source)
+    if not raw:
+        raise click.ClickException("no tokens found (one per line; # starts a comment)")
+    added = failed = 0
+    # Batches keep the memory and the answer of each round small; numbering stays global.
+    for start in range(0, len(raw), MAX_BATCH):
+        result = add_tokens(raw[start : start + MAX_BATCH])
+        for entry in result.email_list:
+            click.echo(f"{entry['status']:9}  {entry['email_md5']}  {entry['email']}")
+            added += 1
+        for entry in result.failed:
+            line = start + entry["index"] + 1
+            preview = entry["token_preview"] or "-"
+            click.echo(f"failed     line {line} ({preview}): {entry['error']}", err=True)
+            failed += 1
+    click.echo(f"{added} stored, {failed} failed")
+    if failed and not added:
+        raise SystemExit(1)
+
+
+@tokens_group.command("list")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 100), default=100, show_default=True)
+def tokens_list(page: int, page_size: int) -> None:
+    """Show the pool's accounts: status, use and failure counts, previews."""
+    from .tokens import list_accounts
+
+    listing = list_accounts(page, page_size)
+    click.echo(
+        f"{'id':>5}  {'email_md5':32}  {'status':8}  {'uses':>6}  {'fails':>5}  "
+        f"{'token':12}  email / last error"
+    )
+    for item in listing["data"]:
+        note = item["email"]
+        if item["status"] == "cooling":
+            note += f"  (cooling until {item['cooldown_until']})"
+        if item["last_error"]:
+            note += f"  [{item['last_error'][:80]}]"
+        click.echo(
+            f"{item['id']:>5}  {item['email_md5']:32}  {item['status']:8}  "
+            f"{item['use_count']:>6}  {item['fail_count']:>5}  {item['token_preview']:12}  {note}"
+        )
+    click.echo(f"page {listing['page']} of {max(1, listing['pages'])}, {listing['total']} accounts")
+
+
+_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+@tokens_group.command("delete")
+@click.argument("email_md5", nargs=-1, required=True)
+def tokens_delete(email_md5: tuple[str, ...]) -> None:
+    """Remove accounts by the md5 of their e-mail (their users are unbound)."""
+    from .tokens import delete_accounts
+
+    bad = [value for value in email_md5 if not _MD5.match(value)]
+    if bad:
+        raise click.BadParameter(
+            f"{len(bad)} value(s) are not an email_md5 (32 hex digits)", param_hint="EMAIL_MD5"
+        )
+    result = delete_accounts(email_md5)
+    for value in result["deleted"]:
+        click.echo(f"deleted    {value}")
+    for value in result["not_found"]:
+        click.echo(f"not found  {value}")
+    if result["not_found"] and not result["deleted"]:
+        raise SystemExit(1)
+
+
+@tokens_group.command("refresh-quotas")
+def tokens_refresh_quotas() -> None:
+    """Fetch every active or cooling account's quota from grok.com."""
+    from .tokens import refresh_quotas
+
+    report = refresh_quotas()
+    for entry in report:
+        outcome = entry["error"] or "ok"
+        click.echo(f"{entry['id']:>5}  {entry['email_md5']}  {outcome}")
+    problems = sum(1 for entry in report if entry["error"])
+    click.echo(f"{len(report)} accounts checked, {problems} with problems")

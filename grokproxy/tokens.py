@@ -281,7 +281,9 @@ def _upsert_once(box: SecretBox, token: str, identity: AccountIdentity) -> tuple
     email = identity.email.strip()
     key = email_md5(email)
     digest = box.digest(token)
-    session = db.session
+    session = db.session()
+    if session.in_transaction():
+        session.commit()  # end a caller's read, so the transaction below starts fresh
     # SQLite: take the write lock at BEGIN, so the read-then-write below cannot be overtaken.
     session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
     try:
@@ -302,8 +304,10 @@ def _upsert_once(box: SecretBox, token: str, identity: AccountIdentity) -> tuple
                 status=AccountStatus.ACTIVE,
             )
             session.add(account)
+            session.flush()
+            account_id = account.id
             session.commit()
-            return account.id, "added"
+            return account_id, "added"
         changed = False
         if account.token_digest != digest:
             # A token held by another row (its e-mail changed) is released first.
