@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 _PREAMBLE = (ConversationStarted, UserTurn, ReplyStarted)
 RATE_LIMIT_PROBE_TIMEOUT = 5.0
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+USER_ACCOUNT_REMOVED = (
+    "your grok account was removed from the gateway; ask the operator to log you in again"
+)
 
 
 @dataclass
@@ -80,7 +83,14 @@ def open_reply(
     caller: Caller, chat: ChatRequest, spec: ModelSpec, *, read_all: bool
 ) -> OpenedReply:
     """Open a chat turn upstream, failing over between pool accounts before the first byte."""
+    if caller.kind == "user" and caller.account_id is None:
+        # Checked first: deleting the account also deleted the conversations it held.
+        raise NoAccount(USER_ACCOUNT_REMOVED)
     conversation = _conversation_of(caller, chat.conversation_id)
+    # End the read transaction of authentication and lookup: none stays open while grok.com is
+    # called, and on SQLite a later write on that stale snapshot would fail ("database is
+    # locked") once the pool has committed its own write.
+    db.session.commit()
     if conversation is not None:
         prompt = _prompt(last_user_message, chat.messages)
         parent = chat.parent_message_id or conversation.last_response_id
@@ -145,6 +155,7 @@ def _conversation_of(caller: Caller, conversation_id: str | None) -> Conversatio
         )
     if caller.kind != "sso" and row.account_id is None:
         raise NoAccount("the account holding this conversation was deleted from the pool")
+    db.session.expunge(row)  # keeps its loaded values past the commit that ends the read
     return row
 
 
@@ -175,10 +186,7 @@ def _next_attempt(
         return Attempt(lease.token, lease.account_id, "the account holding this conversation")
     if caller.kind == "user":
         if caller.account_id is None:
-            raise NoAccount(
-                "your grok account was removed from the gateway; ask the operator to log you in "
-                "again"
-            )
+            raise NoAccount(USER_ACCOUNT_REMOVED)
         lease = pool.claim_account(caller.account_id, spec.mode, who="your grok account")
         return Attempt(lease.token, lease.account_id, "your grok account")
     lease = pool.pick_account(spec.mode, exclude=tried)
@@ -222,6 +230,9 @@ def _try(
         attempt.token,
         conversation_id=conversation_id,
     )
+    if conversation_id:
+        # Continuations carry no conversation frame; the reply still names its conversation.
+        opened.buffered.append(ConversationStarted(conversation_id))
     try:
         for event in stream:
             opened.buffered.append(event)
