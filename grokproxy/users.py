@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .crypto import SecretBox
-from .errors import NotFound
+from .errors import APIError, BadRequest, NotFound, UpstreamFailed
 from .extensions import db
 from .models import Account, User, utcnow
 
@@ -80,10 +80,31 @@ def login(user_name: str, email_md5: str) -> LoginResult:
 
 def login_v2(user_name: str, sso_token: str) -> LoginResult:
     """Add or refresh `sso_token` in the pool (as batch-add does), then bind `user_name` to it."""
-    from .tokens import add_token_for_login
+    from .tokens import add_tokens
 
-    account_id, email_md5 = add_token_for_login(sso_token)
-    return bind_user(user_name, account_id, email_md5)
+    result = add_tokens([sso_token])
+    if not result.email_list:
+        raise _token_refused(result.failed[0] if result.failed else {})
+    return login(user_name, result.email_list[0]["email_md5"])
+
+
+def _token_refused(failure: dict) -> APIError:
+    """Why login-v2 could not use the token: 400 when the token is bad, 502 when grok.com is."""
+    code, reason = failure.get("code"), failure.get("error") or "the token could not be checked"
+    if code in ("malformed", "invalid_token"):
+        return BadRequest(
+            f"invalid sso_token: {reason}", code="invalid_sso_token", param="sso_token"
+        )
+    if code in ("cloudflare", "anti_bot", "blocked"):
+        return UpstreamFailed(
+            f"could not check the sso_token, grok.com blocked us: {reason}",
+            code="upstream_blocked",
+        )
+    if code == "internal_error":
+        error = APIError(reason, code="internal_error", status=500)
+        error.type = "server_error"
+        return error
+    return UpstreamFailed(f"could not check the sso_token: {reason}", code="upstream_error")
 
 
 def bind_user(user_name: str, account_id: int, email_md5: str) -> LoginResult:
@@ -97,6 +118,10 @@ def bind_user(user_name: str, account_id: int, email_md5: str) -> LoginResult:
 def _upsert_user(user_name: str, account_id: int) -> tuple[User, str]:
     box = _secrets()
     for _ in range(3):
+        # End any read left open, then take SQLite's write lock before reading: a read-then-write
+        # on a stale snapshot would fail with "database is locked" (no-op on PostgreSQL).
+        db.session.commit()
+        db.session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         user = db.session.scalars(select(User).where(User.user_name == user_name)).first()
         if user is not None:
             api_key = box.decrypt(user.api_key_encrypted)
