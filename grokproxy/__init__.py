@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,7 +49,9 @@ def register_logging(app: Flask) -> None:
     """Set grokproxy's log level and the filter that scrubs secrets from every record."""
     from .logs import install_redaction
 
-    logging.getLogger("grokproxy").setLevel(app.config["LOG_LEVEL"])
+    # Touching app.logger makes Flask attach its stderr handler (when nothing else logs), which
+    # then carries every grokproxy.* record: the redaction filter must sit on it too.
+    app.logger.setLevel(app.config["LOG_LEVEL"])
     install_redaction()
 
 

@@ -34,14 +34,17 @@ class RedactingFilter(logging.Filter):
 
 
 _FILTER = RedactingFilter()
+# Loggers that see request data. A logger's own filters do not apply to its children's records,
+# so the filter also goes on every handler those records reach.
+WATCHED_LOGGERS = ("", "grokproxy", "gunicorn.error", "gunicorn.access", "werkzeug")
 
 
 def install_redaction() -> None:
-    """Attach the filter to the root handlers and to the loggers that see request data."""
-    for name in ("", "grokproxy", "gunicorn.error", "gunicorn.access", "werkzeug"):
+    """Attach the filter to the watched loggers and to every handler they have."""
+    for name in WATCHED_LOGGERS:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
-    for handler in logging.getLogger().handlers:
-        if _FILTER not in handler.filters:
-            handler.addFilter(_FILTER)
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)
