@@ -144,8 +144,8 @@ def test_chat_page_without_session_redirects_to_the_sign_in_help(site):
     _, client, _ = site()
     response = client.get("/chat")
     assert response.status_code == 303 and response.headers["Location"] == "/login"
-    page = html_of(client.get("/login"), 200)
-    assert "Open your login link" in page
+    for path in ("/login", "/login/"):
+        assert "Open your login link" in html_of(client.get(path), 200)
 
 
 def test_logout_ends_the_session(site):

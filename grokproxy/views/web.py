@@ -80,6 +80,7 @@ def _signed_in_user() -> User | None:
     return user
 
 
+@bp.get("/login/")
 @bp.get("/login")
 def sign_in_help():
     """Where a visitor without a session lands: how to sign in."""
