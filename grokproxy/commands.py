@@ -7,6 +7,7 @@ from typing import TextIO
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 
 def register(app: Flask) -> None:
@@ -24,18 +25,18 @@ def upgrade_db() -> None:
     click.echo("database schema is up to date")
 
 
-@click.group("tokens")
+@click.group("tokens", cls=AppGroup)
 def tokens_group() -> None:
     """Manage the pool of grok.com SSO tokens (output shows previews, never a token)."""
 
 
-def read_token_lines(stream: TextIO) -> list[str]:
-    """One token per line; blank lines and `#` comments are skipped."""
+def read_token_lines(stream: TextIO) -> list[tuple[int, str]]:
+    """(line number, token) for each line; blank lines and `#` comments are skipped."""
     tokens = []
-    for line in stream:
+    for number, line in enumerate(stream, start=1):
         text = line.strip()
         if text and not text.startswith("#"):
-            tokens.append(text)
+            tokens.append((number, text))
     return tokens
 
 
@@ -45,18 +46,19 @@ def tokens_add(source: TextIO) -> None:
     """Check and add the tokens of SOURCE (a file, or - for stdin), one per line."""
     from .tokens import MAX_BATCH, add_tokens
 
-    raw = read_token_lines(source)
-    if not raw:
+    lines = read_token_lines(source)
+    if not lines:
         raise click.ClickException("no tokens found (one per line; # starts a comment)")
     added = failed = 0
-    # Batches keep the memory and the answer of each round small; numbering stays global.
-    for start in range(0, len(raw), MAX_BATCH):
-        result = add_tokens(raw[start : start + MAX_BATCH])
+    # Batches of the API's size keep each round's memory and answer small.
+    for start in range(0, len(lines), MAX_BATCH):
+        batch = lines[start : start + MAX_BATCH]
+        result = add_tokens([token for _, token in batch])
         for entry in result.email_list:
             click.echo(f"{entry['status']:9}  {entry['email_md5']}  {entry['email']}")
             added += 1
         for entry in result.failed:
-            line = start + entry["index"] + 1
+            line = batch[entry["index"]][0]
             preview = entry["token_preview"] or "-"
             click.echo(f"failed     line {line} ({preview}): {entry['error']}", err=True)
             failed += 1

@@ -11,13 +11,27 @@ Every function here is one short transaction, committed before grok.com is calle
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
 
 from .crypto import SecretBox
 from .errors import NoAccount, RateLimited
@@ -178,26 +192,62 @@ def _quota_paths(dialect: str, mode: str) -> dict[str, str]:
     return {"remaining_path": f"$.{quoted}.remaining", "reset_path": f"$.{quoted}.reset_at"}
 
 
+# PostgreSQL picks use an engine of their own per process and database: autocommit (the pick is
+# one statement), no ping and no reset on checkout/return. That halves the client-side cost of a
+# pick; a connection the server dropped fails one pick, which is retried on a fresh connection.
+_pick_engines: dict[tuple[int, str], Engine] = {}
+_pick_engines_lock = threading.Lock()
+
+
+def _pick_engine() -> Engine:
+    engine = db.engine
+    if engine.dialect.name != "postgresql":
+        return engine
+    key = (os.getpid(), engine.url.render_as_string(hide_password=False))
+    pick_engine = _pick_engines.get(key)
+    if pick_engine is None:
+        with _pick_engines_lock:
+            pick_engine = _pick_engines.get(key)
+            if pick_engine is None:
+                pick_engine = create_engine(
+                    engine.url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_pre_ping=False,
+                    pool_reset_on_return=None,
+                )
+                _pick_engines[key] = pick_engine
+    return pick_engine
+
+
 def _pick_connection() -> Connection:
-    """SQLite: the write lock at BEGIN. PostgreSQL: autocommit, the pick is one statement."""
-    conn = db.engine.connect()
+    """SQLite: the write lock at BEGIN. PostgreSQL: autocommit on the pick engine."""
+    engine = _pick_engine()
+    conn = engine.connect()
     if conn.dialect.name == "postgresql":
-        return conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
     return conn.execution_options(sqlite_begin="IMMEDIATE")
 
 
 def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Lease:
     """Take the least recently used usable account; raises RateLimited or NoAccount when none."""
     now = utcnow()
-    with _pick_connection() as conn:
-        dialect = conn.dialect.name
-        params: dict[str, Any] = {"now": now}
-        if mode:
-            params.update(_quota_paths(dialect, mode), now_text=quota_instant(now))
-        if exclude:
-            params["exclude"] = list(exclude)
-        with conn.begin():
-            row = conn.execute(_pick_statement(dialect, bool(mode), bool(exclude)), params).first()
+    params: dict[str, Any] = {"now": now}
+    if exclude:
+        params["exclude"] = list(exclude)
+    for attempt in (1, 2):
+        try:
+            with _pick_connection() as conn:
+                dialect = conn.dialect.name
+                if mode:
+                    params.update(_quota_paths(dialect, mode), now_text=quota_instant(now))
+                statement = _pick_statement(dialect, bool(mode), bool(exclude))
+                with conn.begin():
+                    row = conn.execute(statement, params).first()
+            break
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == 2:
+                raise
+            log.info("pick: the database dropped a connection; retrying on a fresh one")
     if row is not None:
         return _lease(row)
     raise exhausted_error(mode, exclude)
