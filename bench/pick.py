@@ -74,13 +74,13 @@ def worker(url: str, picks: int, start_at: float, queue) -> None:
     with app.app_context():
         pool.pick_account()  # warm the connection pool before the clock starts
         time.sleep(max(0.0, start_at - time.time()))
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         used = [pool.pick_account().account_id for _ in range(picks)]
-        queue.put((used, time.perf_counter() - began))
+        queue.put((used, time.perf_counter() - began, time.process_time() - cpu))
 
 
-def run(url: str, processes: int, accounts: int, picks: int) -> tuple[float, Counter]:
-    """Run the workers; returns picks/s and uses per account (the warm-up picks excluded)."""
+def run(url: str, processes: int, accounts: int, picks: int) -> tuple[float, float, Counter]:
+    """Run the workers: picks/s, client CPU ms per pick, uses per account (warm-up excluded)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     start_at = time.time() + 3.0
@@ -92,9 +92,10 @@ def run(url: str, processes: int, accounts: int, picks: int) -> tuple[float, Cou
     results = [queue.get(timeout=300) for _ in procs]
     for proc in procs:
         proc.join()
-    uses = Counter(account for used, _ in results for account in used)
-    slowest = max(elapsed for _, elapsed in results)
-    return processes * picks / slowest, uses
+    uses = Counter(account for used, _, _ in results for account in used)
+    slowest = max(elapsed for _, elapsed, _ in results)
+    cpu_ms = 1000 * sum(cpu for _, _, cpu in results) / (processes * picks)
+    return processes * picks / slowest, cpu_ms, uses
 
 
 def main() -> None:
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=50)
     parser.add_argument("--picks", type=int, default=2000, help="picks per process")
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     os.environ.setdefault("GROKPROXY_INSTANCE_PATH", tempfile.mkdtemp(prefix="gp-bench-"))
     drop = None
@@ -125,14 +127,15 @@ def main() -> None:
         kind = "sqlite"
     try:
         seed(url, args.accounts)
-        rate, uses = run(url, args.processes, args.accounts, args.picks)
+        rate, cpu_ms, uses = run(url, args.processes, args.accounts, args.picks)
     finally:
         if drop:
             drop()
     counts = sorted(uses.values())
     print(
         f"{kind}: {args.processes} processes x {args.picks} picks over {args.accounts} accounts: "
-        f"{rate:,.0f} picks/s; uses per account min {counts[0]} max {counts[-1]} "
+        f"{rate:,.0f} picks/s ({cpu_ms:.2f} ms client CPU per pick); "
+        f"uses per account min {counts[0]} max {counts[-1]} "
         f"(spread {counts[-1] - counts[0]}, {len(counts)} accounts used)"
     )
 
