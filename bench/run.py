@@ -450,7 +450,7 @@ def scenario_held(ctx) -> str:
 
 PICK_LINE = re.compile(
     r"(?P<kind>\w+): (?P<procs>\d+) processes x (?P<picks>\d+) picks over (?P<accounts>\d+) "
-    r"accounts: (?P<rate>[\d,]+) picks/s; uses per account min (?P<min>\d+) max (?P<max>\d+) "
+    r"accounts: (?P<rate>[\d,]+) picks/s.*?uses per account min (?P<min>\d+) max (?P<max>\d+) "
     r"\(spread (?P<spread>\d+)"
 )
 
