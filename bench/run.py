@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -545,6 +546,7 @@ def main() -> None:
 
     need_servers = any(s != "pick" for s in chosen)
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         if need_servers:
             database_url = args.database_url
             if database_url and database_url.startswith("postgres"):
