@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.engine import make_url
 
 from .config import default_database_url, instance_secret_key, load_config, load_dotenv_file
 from .crypto import SecretBox
@@ -38,11 +39,27 @@ def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         settings["DATABASE_URL"] = default_database_url(app.instance_path)
     app.config.update(settings)
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_REQUEST_BYTES"]
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     app.extensions["grokproxy.secrets"] = SecretBox(settings["SECRET_KEY"])
+
+
+def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Connection pool sizing; a liveness ping only where a server can drop connections."""
+    url = make_url(settings["DATABASE_URL"])
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return {}  # one in-memory database per connection: nothing to size
+    sqlite = url.get_backend_name() == "sqlite"
+    return {
+        "pool_size": settings["DATABASE_POOL_SIZE"],
+        # A SQLite connection is a file handle with no server limit behind it: let the pool grow
+        # with the threads rather than make a request wait for one.
+        "max_overflow": -1 if sqlite else settings["DATABASE_MAX_OVERFLOW"],
+        "pool_timeout": 30,
+        "pool_pre_ping": not sqlite,
+    }
 
 
 def register_logging(app: Flask) -> None:

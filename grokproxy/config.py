@@ -45,6 +45,14 @@ def parse_positive_int(value: str) -> int:
     return number
 
 
+def parse_non_negative_int(value: str) -> int:
+    """Read an integer >= 0."""
+    number = int(value.strip())
+    if number < 0:
+        raise ValueError(f"expected a whole number of at least 0, got {value!r}")
+    return number
+
+
 def parse_positive_float(value: str) -> float:
     """Read a number > 0."""
     number = float(value.strip())
@@ -90,6 +98,20 @@ VARIABLES: tuple[Variable, ...] = (
         parse_text,
         "SQLAlchemy URL; default is a SQLite file in the instance folder. "
         "Use `postgresql+psycopg://user:pass@host/db` in production.",
+    ),
+    Variable(
+        "DATABASE_POOL_SIZE",
+        5,
+        parse_positive_int,
+        "Database connections each worker process keeps open (a request holds one only for "
+        "its short transactions, never while grok.com answers).",
+    ),
+    Variable(
+        "DATABASE_MAX_OVERFLOW",
+        15,
+        parse_non_negative_int,
+        "Extra connections a worker may open in a burst beyond DATABASE_POOL_SIZE (PostgreSQL; "
+        "on SQLite the pool grows as needed).",
     ),
     Variable(
         "SECRET_KEY",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData, event
+from sqlalchemy import Connection, MetaData, event
 from sqlalchemy.engine import Engine
 
 # Named constraints let Alembic's SQLite batch mode alter tables and keep names stable across
@@ -38,13 +42,21 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
     # Let SQLAlchemy, not the driver, open transactions (see _sqlite_begin): pysqlite's own
     # implicit BEGIN comes only before writes, which would leave a read-then-write unprotected.
     dbapi_connection.isolation_level = None
+
+
+# SQLite allows one writer at a time per database file. Writers of one process queue on this
+# lock instead of all sleeping in SQLite's busy handler (whose growing back-off made a few
+# unlucky requests wait seconds, then fail "database is locked" under hundreds of threads); only
+# one writer per process then competes for the file. Reentrant: a thread never blocks itself.
+SQLITE_WRITE_LOCK = threading.RLock()
+_HOLDS_WRITE_LOCK = "grokproxy_holds_write_lock"
 
 
 @event.listens_for(Engine, "begin")
@@ -55,4 +67,31 @@ def _sqlite_begin(conn) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
         raise ValueError(f"unknown sqlite_begin mode {mode!r}")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    if mode == "DEFERRED":
+        conn.exec_driver_sql("BEGIN")
+        return
+    SQLITE_WRITE_LOCK.acquire()
+    try:
+        conn.exec_driver_sql(f"BEGIN {mode}")
+    except BaseException:
+        SQLITE_WRITE_LOCK.release()
+        raise
+    conn.info[_HOLDS_WRITE_LOCK] = True
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _sqlite_end(conn) -> None:
+    """A write transaction ends: the next writer of this process may go."""
+    if conn.info.pop(_HOLDS_WRITE_LOCK, False):
+        SQLITE_WRITE_LOCK.release()
+
+
+@contextmanager
+def write_transaction() -> Iterator[Connection]:
+    """One short write transaction on its own connection (SQLite: BEGIN IMMEDIATE, queued)."""
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn

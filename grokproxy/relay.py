@@ -15,13 +15,13 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from . import pool
 from .auth import Caller
 from .errors import APIError, BadRequest, NoAccount, NotFound, UpstreamFailed
 from .errors import RateLimited as RateLimitedAnswer
-from .extensions import db
+from .extensions import db, write_transaction
 from .grok import errors as grok_errors
 from .grok.catalog import ModelSpec
 from .grok.client import ImageDownloadError, UpstreamReply
@@ -40,6 +40,7 @@ from .schemas import ChatRequest
 from .upstream import grok_client
 
 log = logging.getLogger(__name__)
+conversations = Conversation.__table__
 
 # Events that carry nothing a client sees: pre-reading continues past them.
 _PREAMBLE = (ConversationStarted, UserTurn, ReplyStarted)
@@ -359,31 +360,34 @@ def _record_conversation(
     caller: Caller, chat: ChatRequest, opened: OpenedReply, known: Conversation | None
 ) -> None:
     """Remember who owns the conversation and where it lives, before the stream is relayed."""
+    now = utcnow()
     if known is not None:
-        db.session.execute(
-            update(Conversation)
-            .where(Conversation.id == known.id)
+        statement = (
+            update(conversations)
+            .where(conversations.c.id == known.id)
             .values(
                 last_response_id=opened.response_id or known.last_response_id,
-                turns=Conversation.turns + 1,
+                turns=conversations.c.turns + 1,
                 model=chat.model,
-                updated_at=utcnow(),
+                updated_at=now,
             )
         )
-        db.session.commit()
-        return
-    if not opened.conversation_id:
-        return
-    db.session.add(
-        Conversation(
+    elif opened.conversation_id:
+        statement = insert(conversations).values(
             conversation_id=opened.conversation_id,
             account_id=opened.account_id,
             owner=caller.owner,
             last_response_id=opened.response_id,
             model=chat.model,
+            turns=1,
+            created_at=now,
+            updated_at=now,
         )
-    )
-    db.session.commit()
+    else:
+        return
+    # Core, on a connection of its own: the ORM's unit of work cost more than the write itself.
+    with write_transaction() as conn:
+        conn.execute(statement)
 
 
 @dataclass
@@ -409,9 +413,9 @@ def _record_outcome(opened: OpenedReply, outcome: Outcome, mode: str) -> None:
     if outcome.error is not None:
         _report(Attempt(opened.token, opened.account_id, ""), outcome.error, mode)
     if outcome.response_id and opened.conversation_id and outcome.response_id != opened.response_id:
-        db.session.execute(
-            update(Conversation)
-            .where(Conversation.conversation_id == opened.conversation_id)
-            .values(last_response_id=outcome.response_id, updated_at=utcnow())
-        )
-        db.session.commit()
+        with write_transaction() as conn:
+            conn.execute(
+                update(conversations)
+                .where(conversations.c.conversation_id == opened.conversation_id)
+                .values(last_response_id=outcome.response_id, updated_at=utcnow())
+            )
