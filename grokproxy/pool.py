@@ -31,7 +31,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError
 
 from .crypto import SecretBox
 from .errors import NoAccount, RateLimited
@@ -197,6 +196,8 @@ def _quota_paths(dialect: str, mode: str) -> dict[str, str]:
 # pick; a connection the server dropped fails one pick, which is retried on a fresh connection.
 _pick_engines: dict[tuple[int, str], Engine] = {}
 _pick_engines_lock = threading.Lock()
+# A PostgreSQL pick that found every candidate taken by concurrent pickers tries again this often.
+PICK_RACE_RETRIES = 50
 
 
 def _pick_engine() -> Engine:
@@ -220,34 +221,85 @@ def _pick_engine() -> Engine:
 
 
 def _pick_connection() -> Connection:
-    """SQLite: the write lock at BEGIN. PostgreSQL: autocommit on the pick engine."""
+    """SQLite: a connection whose transaction takes the write lock at BEGIN."""
+    return db.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+
+
+def _postgres_pick_sql(with_mode: bool, with_exclude: bool) -> str:
+    """The pick statement in psycopg's own parameter style (run on a raw connection)."""
+    key = ("postgresql-raw", with_mode, with_exclude)
+    sql = _pick_statements.get(key)
+    if sql is None:
+        quota = _QUOTA_FILTER["postgresql"] if with_mode else ""
+        sql = _PICK_SET.format(
+            next_seq=f"nextval('{PICK_SEQUENCE}')",
+            quota=quota.replace("CAST(:remaining_path AS text[])", "%(remaining_path)s::text[]")
+            .replace("CAST(:reset_path AS text[])", "%(reset_path)s::text[]")
+            .replace(":now_text", "%(now_text)s"),
+            exclude=" AND id <> ALL(%(exclude)s)" if with_exclude else "",
+            lock=" FOR UPDATE SKIP LOCKED",
+            fresh=_FRESH_ONLY,
+        ).replace(":now", "%(now)s")
+        _pick_statements[key] = sql
+    return sql
+
+
+def _pick_postgres(mode: str | None, exclude: Collection[int], now: datetime) -> Any:
+    """One autocommit statement on a raw connection of the pick engine: one round trip, and
+    none of the client-side cost a SQLAlchemy Connection adds to a statement this small."""
+    params: dict[str, Any] = {"now": now}
+    if mode:
+        params.update(
+            remaining_path=[mode, "remaining"],
+            reset_path=[mode, "reset_at"],
+            now_text=quota_instant(now),
+        )
+    if exclude:
+        params["exclude"] = list(exclude)
+    sql = _postgres_pick_sql(bool(mode), bool(exclude))
     engine = _pick_engine()
-    conn = engine.connect()
-    if conn.dialect.name == "postgresql":
-        return conn
-    return conn.execution_options(sqlite_begin="IMMEDIATE")
+    for attempt in (1, 2):
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            cursor.close()
+            return row
+        except engine.dialect.loaded_dbapi.OperationalError:
+            # A connection the server dropped (restart, failover): retry once on a fresh one.
+            raw.invalidate()
+            if attempt == 2:
+                raise
+            log.info("pick: the database dropped a connection; retrying on a fresh one")
+        finally:
+            raw.close()
+    return None
 
 
 def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Lease:
     """Take the least recently used usable account; raises RateLimited or NoAccount when none."""
     now = utcnow()
+    if db.engine.dialect.name == "postgresql":
+        for _ in range(PICK_RACE_RETRIES):
+            row = _pick_postgres(mode, exclude, now)
+            if row is not None:
+                account_id, email_md5, token_encrypted, token_preview = row
+                token = _secrets().decrypt(token_encrypted)
+                return Lease(account_id, email_md5, token, token_preview)
+            # Every candidate was locked or restamped by concurrent pickers: that is a lost
+            # race, not an empty pool, as long as something usable remains.
+            if not _usable_exists(mode, exclude):
+                break
+            now = utcnow()
+        raise exhausted_error(mode, exclude)
     params: dict[str, Any] = {"now": now}
     if exclude:
         params["exclude"] = list(exclude)
-    for attempt in (1, 2):
-        try:
-            with _pick_connection() as conn:
-                dialect = conn.dialect.name
-                if mode:
-                    params.update(_quota_paths(dialect, mode), now_text=quota_instant(now))
-                statement = _pick_statement(dialect, bool(mode), bool(exclude))
-                with conn.begin():
-                    row = conn.execute(statement, params).first()
-            break
-        except DBAPIError as exc:
-            if not exc.connection_invalidated or attempt == 2:
-                raise
-            log.info("pick: the database dropped a connection; retrying on a fresh one")
+    if mode:
+        params.update(_quota_paths("sqlite", mode), now_text=quota_instant(now))
+    with _pick_connection() as conn, conn.begin():
+        row = conn.execute(_pick_statement("sqlite", bool(mode), bool(exclude)), params).first()
     if row is not None:
         return _lease(row)
     raise exhausted_error(mode, exclude)
@@ -283,6 +335,13 @@ def claim_account(account_id: int, mode: str | None = None, *, who: str = "this 
                 retry_after=max(1, int(wait + 0.999)),
             )
         return _stamp_used(conn, row.id, now)
+
+
+def _usable_exists(mode: str | None, exclude: Collection[int]) -> bool:
+    now = utcnow()
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(accounts.c.id, accounts.c.quota).where(_usable(now))).all()
+    return any(row.id not in exclude and quota_blocks(row.quota, mode, now) is None for row in rows)
 
 
 def has_usable(mode: str | None = None) -> bool:
