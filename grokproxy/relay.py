@@ -57,18 +57,27 @@ class OpenedReply:
 
     reply: UpstreamReply
     buffered: list[GrokEvent | Heartbeat]
-    rest: Iterator[GrokEvent | Heartbeat]
+    rest: Iterator[list[GrokEvent] | Heartbeat]  # batches still to come (UpstreamReply.batches)
     prompt: Prompt
     account_id: int | None
     token: str = field(repr=False)
     conversation_id: str | None = None
     response_id: str | None = None
 
-    def events(self) -> Iterator[GrokEvent | Heartbeat]:
-        """Every event of the reply, the pre-read ones first."""
-        yield from self.buffered
-        self.buffered = []
+    def batches(self) -> Iterator[list[GrokEvent | Heartbeat] | Heartbeat]:
+        """The reply in batches of events that arrived together, the pre-read ones first."""
+        if self.buffered:
+            first, self.buffered = self.buffered, []
+            yield first
         yield from self.rest
+
+    def events(self) -> Iterator[GrokEvent | Heartbeat]:
+        """Every event of the reply one by one, the pre-read ones first."""
+        for batch in self.batches():
+            if isinstance(batch, Heartbeat):
+                yield batch
+            else:
+                yield from batch
 
 
 @dataclass
@@ -221,7 +230,7 @@ def _try(
         parent_response_id=parent,
     )
     reply = client.open_chat(attempt.token, body, conversation_id)
-    stream = reply.events(heartbeat=heartbeat)
+    stream = reply.batches(heartbeat=heartbeat)
     opened = OpenedReply(
         reply,
         [],
@@ -235,16 +244,21 @@ def _try(
         # Continuations carry no conversation frame; the reply still names its conversation.
         opened.buffered.append(ConversationStarted(conversation_id))
     try:
-        for event in stream:
-            opened.buffered.append(event)
-            if isinstance(event, ConversationStarted):
-                opened.conversation_id = event.conversation_id
-            elif isinstance(event, ReplyStarted | ReplyFinished):
-                opened.response_id = event.response_id
-            if read_all or isinstance(event, _PREAMBLE):
-                continue
-            # First content (or a silent upstream: keep-alives must be able to flow) commits.
-            break
+        for batch in stream:
+            if isinstance(batch, Heartbeat):
+                # A silent upstream commits: keep-alives must be able to flow.
+                opened.buffered.append(batch)
+                break
+            content = False
+            for event in batch:
+                opened.buffered.append(event)
+                if isinstance(event, ConversationStarted):
+                    opened.conversation_id = event.conversation_id
+                elif isinstance(event, ReplyStarted | ReplyFinished):
+                    opened.response_id = event.response_id
+                content = content or not isinstance(event, _PREAMBLE)
+            if content and not read_all:
+                break  # the first content commits
     except BaseException:
         reply.close()
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import queue
@@ -110,11 +111,14 @@ class UpstreamReply:
         """Close the upstream connection at once (safe from any thread, idempotent)."""
         self._response.close()
 
-    def events(self, heartbeat: float | None = None) -> Iterator[GrokEvent | Heartbeat]:
-        """Parsed events; with `heartbeat`, a Heartbeat whenever upstream is silent that long.
+    def batches(self, heartbeat: float | None = None) -> Iterator[list[GrokEvent] | Heartbeat]:
+        """Parsed events grouped by what arrived together; with `heartbeat`, a Heartbeat
+        whenever upstream is silent that long.
 
-        In-band errors and truncation raise GrokError. Closing the generator (GeneratorExit, e.g.
-        the HTTP client hung up) closes the upstream connection.
+        A relay writes one batch with one write, so a busy server makes fewer, larger writes
+        instead of falling behind. In-band errors and truncation raise GrokError (after the
+        events before them). Closing the generator (GeneratorExit, e.g. the HTTP client hung
+        up) closes the upstream connection.
         """
         parser = FrameParser()
         try:
@@ -123,15 +127,36 @@ class UpstreamReply:
                 if chunk is _HEARTBEAT:
                     yield Heartbeat()
                     continue
-                yield from parser.feed(chunk)
+                events = parser.feed(chunk)
+                if events:
+                    yield events
             if self._response.aborted:
                 return  # we hung up ourselves: not a truncated stream
-            yield from parser.finish()
+            tail: list[GrokEvent] = []
+            try:
+                tail.extend(parser.finish())
+            except GrokError:
+                if tail:
+                    yield tail
+                raise
+            if tail:
+                yield tail
         finally:
             self.close()
 
+    def events(self, heartbeat: float | None = None) -> Iterator[GrokEvent | Heartbeat]:
+        """The events of `batches()` one by one."""
+        for batch in self.batches(heartbeat):
+            if isinstance(batch, Heartbeat):
+                yield batch
+            else:
+                yield from batch
+
     def _relay(self, heartbeat: float) -> Iterator[Any]:
-        """Chunks read on a helper thread, so a silent upstream never blocks past `heartbeat`."""
+        """Chunks read on a helper thread, so a silent upstream never blocks past `heartbeat`.
+
+        Whatever queued up while the consumer was busy comes out joined, as one chunk.
+        """
         chunks: queue.Queue[Any] = queue.Queue()
 
         def reader() -> None:
@@ -146,15 +171,23 @@ class UpstreamReply:
         threading.Thread(target=reader, name="grok-stream-reader", daemon=True).start()
         while True:
             try:
-                item = chunks.get(timeout=heartbeat)
+                items = [chunks.get(timeout=heartbeat)]
             except queue.Empty:
                 yield _HEARTBEAT
                 continue
-            if item is _EOF:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    items.append(chunks.get_nowait())
+            data = []
+            for item in items:
+                if item is _EOF or isinstance(item, BaseException):
+                    if data:
+                        yield b"".join(data)
+                    if item is _EOF:
+                        return
+                    raise item
+                data.append(item)
+            yield b"".join(data)
 
 
 _HEARTBEAT = object()

@@ -167,16 +167,22 @@ def _stream(builder: CompletionBuilder, opened: relay.OpenedReply, mode: str) ->
         finished = False
         try:
             yield sse(builder.start())
-            for event in opened.events():
-                if isinstance(event, Heartbeat):
+            for batch in opened.batches():
+                if isinstance(batch, Heartbeat):
                     yield SSE_KEEPALIVE
                     continue
-                if isinstance(event, ReplyStarted | ReplyFinished):
-                    outcome.response_id = event.response_id
-                for chunk in builder.feed(event):
-                    yield sse(chunk)
-            for chunk in builder.finish():
-                yield sse(chunk)
+                # One write per batch: a busy server sends fewer, larger writes, not later ones.
+                out = []
+                for event in batch:
+                    if isinstance(event, Heartbeat):
+                        out.append(SSE_KEEPALIVE)
+                        continue
+                    if isinstance(event, ReplyStarted | ReplyFinished):
+                        outcome.response_id = event.response_id
+                    out.extend(sse(chunk) for chunk in builder.feed(event))
+                if out:
+                    yield b"".join(out)
+            yield b"".join(sse(chunk) for chunk in builder.finish())
             finished = True
         except grok_errors.GrokError as exc:
             outcome.error = exc
