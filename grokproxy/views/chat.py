@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from itsdangerous import URLSafeSerializer
 
 from .. import relay
-from ..auth import Caller, chat_caller
+from ..auth import chat_caller
 from ..errors import BadRequest, NotFound
 from ..grok import errors as grok_errors
 from ..grok.events import Heartbeat, ReplyFinished, ReplyStarted
@@ -110,7 +110,7 @@ def chat_completions():
     builder = CompletionBuilder(
         chat.model,
         thinking_format=current_app.config["THINKING_FORMAT"],
-        image_url=_image_url_maker(caller, opened),
+        image_url=_image_url_maker(opened),
         include_usage=chat.include_usage,
         prompt_text=opened.prompt.text,
     )
@@ -205,21 +205,24 @@ def _stream(builder: CompletionBuilder, opened: relay.OpenedReply, mode: str) ->
     return response
 
 
-def _image_url_maker(caller: Caller, opened: relay.OpenedReply):
+def _image_url_maker(opened: relay.OpenedReply):
     """Generated images are served by grokproxy (`/images/<signed>`), never by assets.grok.com."""
     signer = image_signer()
-    base = current_app.config.get("PUBLIC_URL")
     box = current_app.extensions["grokproxy.secrets"]
-    # The account fetches its own image; a raw-SSO caller's token travels encrypted in the link.
-    owner = (
-        {"a": opened.account_id}
-        if opened.account_id is not None
-        else {"t": box.encrypt(opened.token)}
-    )
-    # Built now: the stream runs after the request context is gone.
-    prefix = (base or request.url_root).rstrip("/") + url_for("images.image", signed="S")[:-1]
+    # Read now: the stream runs after the request context is gone.
+    base = current_app.config.get("PUBLIC_URL") or request.url_root
+    prefix = base.rstrip("/") + url_for("images.image", signed="S")[:-1]
+    owner: dict = {}
 
     def image_url(path: str) -> str:
+        if not owner:
+            # The account fetches its own image; a raw-SSO caller's token travels encrypted in
+            # the link. Made on first use: most replies have no image.
+            owner.update(
+                {"a": opened.account_id}
+                if opened.account_id is not None
+                else {"t": box.encrypt(opened.token)}
+            )
         return prefix + signer.dumps({**owner, "p": path})
 
     return image_url
