@@ -293,7 +293,7 @@ def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> None:
 def _probe_wait(attempt: Attempt, mode: str) -> float | None:
     """Ask grok.com how long the rate limit lasts, and remember the mode's quota."""
     try:
-        quota = grok_client().rate_limits(attempt.token, mode)
+        quota = grok_client().rate_limits(attempt.token, mode, timeout=RATE_LIMIT_PROBE_TIMEOUT)
     except grok_errors.GrokError as exc:
         log.info("rate-limit probe for account %s failed: %s", attempt.account_id, exc.kind)
         return None

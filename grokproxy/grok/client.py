@@ -246,11 +246,20 @@ class GrokClient:
             raise UpstreamBroken("grok.com auth session carried no e-mail")
         return AccountIdentity(email.strip(), user_id)
 
-    def rate_limits(self, token: str, mode: str) -> Quota:
-        """Remaining quota of one mode (POST /rest/rate-limits, E3 and late-2025 shapes)."""
+    def rate_limits(self, token: str, mode: str, *, timeout: float | None = None) -> Quota:
+        """Remaining quota of one mode (POST /rest/rate-limits, E3 and late-2025 shapes).
+
+        `timeout` caps connect and read (a probe during failover must not stall the request).
+        """
         token = _clean_token(token)
         headers = build_headers(self.settings, token)
-        data = self._json("POST", "/rest/rate-limits", headers, body={"modelName": mode})
+        data = self._json(
+            "POST",
+            "/rest/rate-limits",
+            headers,
+            body={"modelName": mode},
+            timeout=(timeout, timeout) if timeout else None,
+        )
         if not isinstance(data, dict):
             raise UpstreamBroken("grok.com rate-limits answer is not a JSON object")
         remaining = _first_int(data.get("remainingQueries"), data.get("remainingTokens"))
@@ -361,9 +370,14 @@ class GrokClient:
     # ---- plumbing ----------------------------------------------------------------------------
 
     def _send(
-        self, method: str, url: str, headers: dict[str, str], json: Any = None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        json: Any = None,
+        timeout: tuple[float, float] | None = None,
     ) -> UpstreamResponse:
-        response = self.transport.request(method, url, headers=headers, json=json)
+        response = self.transport.request(method, url, headers=headers, json=json, timeout=timeout)
         if not 200 <= response.status < 300:
             self._raise_for(response)
         return response
@@ -396,8 +410,17 @@ class GrokClient:
             self.transport.penalize_proxy(response.proxy)
         raise error
 
-    def _json(self, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
-        response = self._send(method, self.settings.base_url + path, headers, json=body)
+    def _json(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: Any = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> Any:
+        response = self._send(
+            method, self.settings.base_url + path, headers, json=body, timeout=timeout
+        )
         try:
             text = response.text(_JSON_BODY_LIMIT)
         except BodyTooLarge as exc:
