@@ -96,7 +96,7 @@ def test_the_upstream_wait_time_sets_the_cooldown(gateway, emu, monkeypatch):
     gateway.add(TOKEN_A, TOKEN_B)
     emu.set_fault("ratelimited", token=TOKEN_A)
     client = gateway.app.extensions["grokproxy.grok"]
-    monkeypatch.setattr(client, "rate_limits", lambda token, mode: Quota(0, 140, 7200, 300.0))
+    monkeypatch.setattr(client, "rate_limits", lambda token, mode, **_: Quota(0, 140, 7200, 300.0))
     assert gateway.chat().status_code == 200
     a = gateway.accounts()["a"]
     assert a["status"] == "cooling"
