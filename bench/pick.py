@@ -10,7 +10,6 @@ picks/s over all processes and the fairness spread (max - min uses per account).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import multiprocessing as mp
 import os
 import sys
@@ -41,7 +40,6 @@ def make_app(url: str):
 
 def seed(url: str, accounts: int) -> None:
     """Migrate the database and add `accounts` accounts."""
-    from grokproxy.crypto import preview
     from grokproxy.dbupgrade import upgrade_database
     from grokproxy.extensions import db
     from grokproxy.models import Account
@@ -53,15 +51,7 @@ def seed(url: str, accounts: int) -> None:
         for i in range(accounts):
             token = f"bench-token-{i}-" + "x" * 24
             email = f"bench{i}@example.com"
-            db.session.add(
-                Account(
-                    email=email,
-                    email_md5=hashlib.md5(email.encode(), usedforsecurity=False).hexdigest(),
-                    token_encrypted=box.encrypt(token),
-                    token_digest=box.digest(token),
-                    token_preview=preview(token),
-                )
-            )
+            db.session.add(Account.for_token(box, token, email))
         db.session.commit()
         db.engine.dispose()
 

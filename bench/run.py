@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -218,7 +217,6 @@ def seed_database(env: dict[str, str], tokens: list[str]) -> None:
     )
     try:
         from grokproxy import create_app
-        from grokproxy.crypto import preview
         from grokproxy.emulator.accounts import email_for
         from grokproxy.extensions import db
         from grokproxy.models import Account
@@ -228,15 +226,7 @@ def seed_database(env: dict[str, str], tokens: list[str]) -> None:
         with app.app_context():
             for token in tokens:
                 email = email_for(token)
-                db.session.add(
-                    Account(
-                        email=email,
-                        email_md5=hashlib.md5(email.encode(), usedforsecurity=False).hexdigest(),
-                        token_encrypted=box.encrypt(token),
-                        token_digest=box.digest(token),
-                        token_preview=preview(token),
-                    )
-                )
+                db.session.add(Account.for_token(box, token, email))
             db.session.commit()
             db.engine.dispose()
     finally:

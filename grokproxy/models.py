@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
+
+if TYPE_CHECKING:
+    from .crypto import SecretBox
+
+
+def email_md5(email: str) -> str:
+    """The account key: lower-case hex md5 of the trimmed, lower-cased e-mail."""
+    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
 
 
 def utcnow() -> datetime:
@@ -80,6 +89,23 @@ class Account(TimestampMixin, db.Model):
     quota_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     users: Mapped[list[User]] = relationship(back_populates="account", passive_deletes=True)
+
+    @classmethod
+    def for_token(
+        cls, box: SecretBox, token: str, email: str, upstream_user_id: str | None = None
+    ) -> Account:
+        """A new active account holding `token` (encrypted, digested, previewed)."""
+        from .crypto import preview
+
+        return cls(
+            email=email,
+            email_md5=email_md5(email),
+            upstream_user_id=upstream_user_id,
+            token_encrypted=box.encrypt(token),
+            token_digest=box.digest(token),
+            token_preview=preview(token),
+            status=AccountStatus.ACTIVE,
+        )
 
     def __repr__(self) -> str:
         return f"<Account {self.id} {self.email_md5} {self.status}>"

@@ -9,7 +9,6 @@ transaction of its own.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -28,7 +27,7 @@ from .extensions import db
 from .grok import errors as grok_errors
 from .grok.client import AccountIdentity, GrokClient, Quota
 from .grok.headers import normalize_token
-from .models import Account, AccountStatus, User, utcnow
+from .models import Account, AccountStatus, User, email_md5, utcnow
 from .upstream import grok_client, model_catalog
 
 log = logging.getLogger(__name__)
@@ -51,11 +50,6 @@ class BatchResult:
     def as_dict(self) -> dict[str, Any]:
         """The JSON answer of the admin API."""
         return {"email_list": self.email_list, "failed": self.failed}
-
-
-def email_md5(email: str) -> str:
-    """The account key: lower-case hex md5 of the trimmed, lower-cased e-mail."""
-    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
 
 
 def normalize(raw: Any) -> str:
@@ -294,15 +288,7 @@ def _upsert_once(box: SecretBox, token: str, identity: AccountIdentity) -> tuple
             query = select(Account).where(Account.token_digest == digest).with_for_update()
             account = session.scalars(query).first()
         if account is None:
-            account = Account(
-                email=email,
-                email_md5=key,
-                upstream_user_id=identity.user_id,
-                token_encrypted=box.encrypt(token),
-                token_digest=digest,
-                token_preview=preview(token),
-                status=AccountStatus.ACTIVE,
-            )
+            account = Account.for_token(box, token, email, identity.user_id)
             session.add(account)
             session.flush()
             account_id = account.id

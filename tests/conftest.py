@@ -156,9 +156,6 @@ def repo_root() -> Path:
 @pytest.fixture
 def add_accounts():
     """Factory: `add_accounts(app, tokens)` stores pool accounts directly, returns their ids."""
-    import hashlib
-
-    from grokproxy.crypto import preview
     from grokproxy.emulator.accounts import email_for
     from grokproxy.models import Account
 
@@ -167,14 +164,7 @@ def add_accounts():
         ids = []
         with app.app_context():
             for token in tokens:
-                email = email_for(token)
-                account = Account(
-                    email=email,
-                    email_md5=hashlib.md5(email.encode(), usedforsecurity=False).hexdigest(),
-                    token_encrypted=box.encrypt(token),
-                    token_digest=box.digest(token),
-                    token_preview=preview(token),
-                )
+                account = Account.for_token(box, token, email_for(token))
                 db.session.add(account)
                 db.session.commit()
                 ids.append(account.id)
