@@ -50,3 +50,5 @@ def upgrade_database(app: Flask) -> None:
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
         log.info("database schema is up to date (%s)", engine.dialect.name)
+        # gunicorn forks the workers from this process next: no connection may be inherited.
+        engine.dispose()
