@@ -19,7 +19,7 @@ from sqlalchemy import insert, select, update
 
 from . import pool
 from .auth import Caller
-from .errors import APIError, BadRequest, NoAccount, NotFound, UpstreamFailed
+from .errors import APIError, BadRequest, Forbidden, NoAccount, NotFound, UpstreamFailed
 from .errors import RateLimited as RateLimitedAnswer
 from .extensions import db, write_transaction
 from .grok import errors as grok_errors
@@ -324,10 +324,9 @@ def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:
         )
     if isinstance(exc, grok_errors.InvalidCredentials):
         if who == "this SSO token":
-            return APIError(
+            return Forbidden(
                 "grok.com rejected this SSO token (expired or signed out)",
                 code="invalid_sso_token",
-                status=403,
             )
         return NoAccount(f"{who} was rejected by grok.com (its SSO token is no longer valid)")
     if isinstance(exc, grok_errors.ConversationNotFound):

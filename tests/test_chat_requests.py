@@ -182,3 +182,14 @@ def test_conversation_is_recorded_with_its_owner_and_account(chat):
         ).one()
         assert row.account_id == account_id and row.owner.startswith("key:")
         assert row.last_response_id == response.get_json()["message_id"]
+
+
+def test_a_rejected_raw_sso_token_is_a_403_that_never_echoes_it(chat):
+    _, client, _ = chat([])
+    token = "emu-invalid-callers-own-0001"
+    response = client.post(
+        "/v1/chat/completions", json=GOOD, headers={"Authorization": f"Bearer {token}"}
+    )
+    error = error_of(response, 403)
+    assert error["type"] == "permission_error" and error["code"] == "invalid_sso_token"
+    assert token not in response.get_data(as_text=True)
