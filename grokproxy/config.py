@@ -277,8 +277,6 @@ VARIABLES: tuple[Variable, ...] = (
     ),
 )
 
-BY_NAME = {var.name: var for var in VARIABLES}
-
 
 def load_dotenv_file(path: str | os.PathLike[str]) -> dict[str, str]:
     """Read a `.env` file into a dict (python-dotenv), without touching os.environ."""

@@ -53,7 +53,6 @@ class AccountStatus:
     COOLING = "cooling"
     INVALID = "invalid"
     DISABLED = "disabled"
-    ALL = (ACTIVE, COOLING, INVALID, DISABLED)
 
 
 class TimestampMixin:

@@ -37,9 +37,6 @@ FAULTS = (
     "slow",
 )
 
-# Faults that act on every route, not only on chat.
-GLOBAL_FAULTS = {"cloudflare"}
-
 # "super" tier (upstream.md §5.2); grok-420-computer-use-sa is grok-4.3 (50 per window).
 DEFAULT_QUOTAS: dict[str, int] = {
     "auto": 50,
