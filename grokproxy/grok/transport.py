@@ -242,8 +242,16 @@ class Transport:
 
         def close(abort: bool) -> None:
             if abort:
+                # Both directions, on the socket itself: wakes a reader blocked in recv() on
+                # another thread, and sends grok.com the FIN now, even while that reader still
+                # holds a reference that would delay the descriptor's close. urllib3's public
+                # shutdown() only stops reading, so its socket's shutdown is used when present.
+                sock_shutdown = getattr(raw, "_sock_shutdown", None)
                 with contextlib.suppress(Exception):
-                    raw.shutdown()  # wakes a reader blocked in recv() on another thread
+                    if sock_shutdown is not None:
+                        sock_shutdown(socket.SHUT_RDWR)
+                    else:
+                        raw.shutdown()
             resp.close()
 
         return UpstreamResponse(resp.status_code, resp.headers, chunks(), close, proxy)
