@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from flask import current_app
@@ -37,6 +36,7 @@ from .grok.payload import build_chat_body
 from .models import Conversation, utcnow
 from .openai import ImageInput, Prompt, flatten_messages, last_user_message
 from .schemas import ChatRequest
+from .tokens import quota_entry
 from .upstream import grok_client
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,6 @@ def open_reply(
                 "attempt on account %s failed (%s); trying the next", attempt.account_id, exc.kind
             )
             continue
-        opened.account_id = attempt.account_id
         _record_conversation(caller, chat, opened, conversation)
         return opened
     assert last_error is not None
@@ -297,22 +296,10 @@ def _probe_wait(attempt: Attempt, mode: str) -> float | None:
     except grok_errors.GrokError as exc:
         log.info("rate-limit probe for account %s failed: %s", attempt.account_id, exc.kind)
         return None
-    wait = quota.wait_seconds
-    if quota.remaining == 0 and wait is None and quota.window_seconds:
-        wait = float(current_app.config["COOLDOWN_SECONDS"])
     if attempt.account_id is not None and quota.remaining is not None:
-        reset = utcnow() + timedelta(seconds=wait or 0) if wait and quota.remaining == 0 else None
-        pool.store_quota(
-            attempt.account_id,
-            mode,
-            {
-                "remaining": quota.remaining,
-                "total": quota.total,
-                "window_seconds": quota.window_seconds,
-                "reset_at": reset.isoformat() if reset else None,
-            },
-        )
-    return wait
+        cooldown = float(current_app.config["COOLDOWN_SECONDS"])
+        pool.store_quota(attempt.account_id, mode, quota_entry(quota, utcnow(), cooldown))
+    return quota.wait_seconds
 
 
 def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:

@@ -117,7 +117,7 @@ def _resolve(client: GrokClient, token: str) -> AccountIdentity | BaseException:
         return exc
 
 
-def _quota_entry(quota: Quota, now: datetime, default_wait: float) -> dict[str, Any]:
+def quota_entry(quota: Quota, now: datetime, default_wait: float) -> dict[str, Any]:
     """The stored snapshot of one mode; a used-up mode without a wait blocks for default_wait."""
     reset = None
     if quota.remaining == 0:
@@ -166,7 +166,7 @@ def _store_quotas(account_id: int, fetched: dict[str, Quota | BaseException]) ->
     problem = None
     for mode, quota in fetched.items():
         if isinstance(quota, Quota):
-            pool.store_quota(account_id, mode, _quota_entry(quota, now, default_wait))
+            pool.store_quota(account_id, mode, quota_entry(quota, now, default_wait))
         elif problem is None:
             problem = describe_failure(quota)[1]
     return problem
