@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from .crypto import SecretBox
 from .errors import NoAccount, RateLimited
-from .extensions import db
+from .extensions import db, write_transaction
 from .models import Account, AccountStatus, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,6 @@ class Lease:
 
 def _secrets() -> SecretBox:
     return current_app.extensions["grokproxy.secrets"]
-
-
-def _write_connection() -> Connection:
-    """A connection whose transaction takes SQLite's write lock at BEGIN (no-op elsewhere)."""
-    return db.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
 
 
 def _usable(now: datetime):
@@ -220,11 +215,6 @@ def _pick_engine() -> Engine:
     return pick_engine
 
 
-def _pick_connection() -> Connection:
-    """SQLite: a connection whose transaction takes the write lock at BEGIN."""
-    return db.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
-
-
 def _postgres_pick_sql(with_mode: bool, with_exclude: bool) -> str:
     """The pick statement in psycopg's own parameter style (run on a raw connection)."""
     key = ("postgresql-raw", with_mode, with_exclude)
@@ -298,7 +288,7 @@ def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Leas
         params["exclude"] = list(exclude)
     if mode:
         params.update(_quota_paths("sqlite", mode), now_text=quota_instant(now))
-    with _pick_connection() as conn, conn.begin():
+    with write_transaction() as conn:
         row = conn.execute(_pick_statement("sqlite", bool(mode), bool(exclude)), params).first()
     if row is not None:
         return _lease(row)
@@ -308,7 +298,7 @@ def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Leas
 def claim_account(account_id: int, mode: str | None = None, *, who: str = "this account") -> Lease:
     """Use one given account (a user's binding, a conversation's owner) or say why it cannot."""
     now = utcnow()
-    with _write_connection() as conn, conn.begin():
+    with write_transaction() as conn:
         query = select(accounts).where(accounts.c.id == account_id)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
@@ -397,7 +387,7 @@ def _human(seconds: float) -> str:
 
 
 def _update(account_id: int, **values: Any) -> None:
-    with db.engine.begin() as conn:
+    with write_transaction() as conn:
         conn.execute(
             update(accounts)
             .where(accounts.c.id == account_id)
@@ -438,7 +428,7 @@ def record_failure(account_id: int, reason: str) -> None:
 
 def store_quota(account_id: int, mode: str, quota: dict[str, Any]) -> None:
     """Remember the last known quota of one mode (merged into the account's snapshot)."""
-    with db.engine.begin() as conn:
+    with write_transaction() as conn:
         current = conn.execute(
             select(accounts.c.quota).where(accounts.c.id == account_id)
         ).scalar_one_or_none()
