@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections import Counter
 
-from grokproxy.crypto import preview
 from grokproxy.extensions import db
 from grokproxy.models import Account
 
@@ -39,18 +38,10 @@ ROUNDS = 50  # K: every account should be used ROUNDS times, ±1
 def add_accounts(app, n: int) -> list[int]:
     box = app.extensions["grokproxy.secrets"]
     with app.app_context():
-        accounts = []
-        for i in range(n):
-            token = f"proc-token-{i}-" + "x" * 20
-            accounts.append(
-                Account(
-                    email=f"proc{i}@example.com",
-                    email_md5=f"{i:032x}",
-                    token_encrypted=box.encrypt(token),
-                    token_digest=box.digest(token),
-                    token_preview=preview(token),
-                )
-            )
+        accounts = [
+            Account.for_token(box, f"proc-token-{i}-" + "x" * 20, f"proc{i}@example.com")
+            for i in range(n)
+        ]
         db.session.add_all(accounts)
         db.session.commit()
         return [account.id for account in accounts]
