@@ -46,15 +46,7 @@ def test_secrets_compare_in_constant_time_and_unset_never_matches():
 def test_the_stored_token_column_never_holds_the_plaintext(app):
     box = app.extensions["grokproxy.secrets"]
     with app.app_context():
-        db.session.add(
-            Account(
-                email="a@example.com",
-                email_md5="9bd5e3f6b4c6f1e8c2a0b5d4e3f2a1b0",
-                token_encrypted=box.encrypt(TOKEN),
-                token_digest=box.digest(TOKEN),
-                token_preview=preview(TOKEN),
-            )
-        )
+        db.session.add(Account.for_token(box, TOKEN, "a@example.com"))
         db.session.commit()
         row = db.session.execute(text("SELECT * FROM accounts")).mappings().one()
         assert all(TOKEN not in str(value) for value in row.values())
