@@ -89,7 +89,19 @@ _CREDENTIAL_MARKERS = (
     "no credentials presented",
     "unauthenticated",
 )
-_RATE_MARKERS = ("too many requests", "rate limit", "usage limit", "usage quota", "rate_limit")
+_RATE_MARKERS = (
+    "too many requests",
+    "rate limit",
+    "usage limit",
+    "usage quota",
+    "rate_limit",
+    # HTTP 402 `personal-team-blocked:spending-limit`: the account's spending cap is used up,
+    # which cools like a quota; the credential itself is fine (upstream.md §4.8).
+    "spending-limit",
+    "spending_limit",
+    "spending limit",
+)
+_NOT_FOUND_MARKERS = ("conversation_not_found", "conversation not found")
 _ANTI_BOT_MARKERS = ("anti-bot", "anti bot", "antibot")
 _CLOUDFLARE_MARKERS = (
     "just a moment",
@@ -127,13 +139,53 @@ def classify_error_payload(
     kw = {"status": status, "code": code}
     if code == 16 or status == 401 or any(m in low for m in _CREDENTIAL_MARKERS):
         return InvalidCredentials(f"{where} rejected the SSO token: {detail}", **kw)
-    if code == 8 or status == 429 or any(m in low for m in _RATE_MARKERS):
+    if code == 8 or status in (402, 429) or any(m in low for m in _RATE_MARKERS):
         return RateLimited(f"{where} rate limit: {detail}", **kw)
     if code == 7 or any(m in low for m in _ANTI_BOT_MARKERS):
         return AntiBotRejected(f"{where} anti-bot rules rejected the request: {detail}", **kw)
-    if status == 404:
+    if status == 404 or any(m in low for m in _NOT_FOUND_MARKERS):
         return ConversationNotFound(f"{where} has no such conversation: {detail}", **kw)
     return UpstreamBroken(f"{where} error: {detail or 'no message'}", **kw)
+
+
+# gRPC status names the gateway may send instead of numbers (google.rpc.Code).
+_GRPC_CODES = {
+    "permission_denied": 7,
+    "resource_exhausted": 8,
+    "unauthenticated": 16,
+}
+
+
+def classify_error_object(
+    error: object, *, status: int | None = None, where: str = "grok.com"
+) -> GrokError:
+    """Map an error object of any shape (`{code, message, kind, type}`, a string) to a GrokError.
+
+    The WebSocket gateway spells codes as numbers, numeric strings, gRPC names or words such as
+    `rate_limit_exceeded`; words take part in the marker matching like the message does.
+    """
+    if not isinstance(error, dict):
+        return classify_error_payload(None, str(error or ""), status=status, where=where)
+    code: int | None = None
+    words: list[str] = []
+    for key in ("code", "kind", "type", "reason", "status"):
+        value = error.get(key)
+        if isinstance(value, bool) or value in (None, ""):
+            continue
+        if isinstance(value, int):
+            if key == "code":
+                code = value
+            continue
+        text = str(value).strip()
+        if key == "code" and text.isdigit():
+            code = int(text)
+        elif key == "code" and text.lower() in _GRPC_CODES:
+            code = _GRPC_CODES[text.lower()]
+        elif text.lower() != "error":
+            words.append(text)
+    message = str(error.get("message") or error.get("error") or error.get("detail") or "")
+    text = " ".join([*words, message]) if words else message
+    return classify_error_payload(code, text, status=status, where=where)
 
 
 def looks_like_cloudflare(content_type: str | None, body_text: str) -> bool:
