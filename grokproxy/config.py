@@ -153,10 +153,11 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "GROK_DIALECT",
-        "modes",
-        parse_choice("modes", "model-mode", "legacy"),
-        "Upstream request dialect: `modes` (modeId), `model-mode` (modelName + modelMode) "
-        "or `legacy` (modelName + isReasoning + deepsearchPreset).",
+        "gateway",
+        parse_choice("gateway", "modes", "model-mode", "legacy"),
+        "How chat reaches grok.com: `gateway` (the WebSocket chat gateway grok.com uses since "
+        "2026-08), or an HTTP chat body: `modes` (modeId), `model-mode` (modelName + "
+        "modelMode) or `legacy` (modelName + isReasoning + deepsearchPreset).",
     ),
     Variable(
         "GROK_MODELS_FILE",

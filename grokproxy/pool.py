@@ -52,6 +52,7 @@ class Lease:
     email_md5: str
     token: str
     token_preview: str
+    upstream_user_id: str | None = None  # grok's userId (the chat gateway needs it)
 
     def __repr__(self) -> str:
         return f"Lease(account_id={self.account_id}, token={self.token_preview})"
@@ -113,13 +114,15 @@ def _stamp_used(conn: Connection, account_id: int, now: datetime) -> Lease:
             accounts.c.email_md5,
             accounts.c.token_encrypted,
             accounts.c.token_preview,
+            accounts.c.upstream_user_id,
         )
     ).one()
     return _lease(row)
 
 
 def _lease(row: Any) -> Lease:
-    return Lease(row.id, row.email_md5, _secrets().decrypt(row.token_encrypted), row.token_preview)
+    token = _secrets().decrypt(row.token_encrypted)
+    return Lease(row.id, row.email_md5, token, row.token_preview, row.upstream_user_id)
 
 
 def quota_instant(moment: datetime) -> str:
@@ -139,7 +142,7 @@ WHERE id = (
     WHERE (status = 'active' OR (status = 'cooling' AND cooldown_until <= :now)){quota}{exclude}
     {fresh}
     ORDER BY last_used_seq, id LIMIT 1{lock})
-RETURNING id, email_md5, token_encrypted, token_preview
+RETURNING id, email_md5, token_encrypted, token_preview, upstream_user_id
 """
 # PostgreSQL re-checks a row it locks on the row's newest version: a row another picker stamped
 # after this statement's snapshot would pass that check and be picked twice in a row. Its new
@@ -274,9 +277,9 @@ def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Leas
         for _ in range(PICK_RACE_RETRIES):
             row = _pick_postgres(mode, exclude, now)
             if row is not None:
-                account_id, email_md5, token_encrypted, token_preview = row
+                account_id, email_md5, token_encrypted, token_preview, user_id = row
                 token = _secrets().decrypt(token_encrypted)
-                return Lease(account_id, email_md5, token, token_preview)
+                return Lease(account_id, email_md5, token, token_preview, user_id)
             # Every candidate was locked or restamped by concurrent pickers: that is a lost
             # race, not an empty pool, as long as something usable remains.
             if not _usable_exists(mode, exclude):

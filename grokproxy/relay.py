@@ -1,9 +1,11 @@
-"""One chat turn against grok.com: choose the account, open the stream, fail over, record it.
+"""One chat turn against grok.com: choose the account, open the reply, fail over, relay, record.
 
-The view hands over a validated request and gets back an `OpenedReply`: an upstream stream that
-has already produced its first real frame (pre-read), so every failure that can still be
-answered with a clean JSON error, or retried on the next account, happened here. What follows
-is relayed by the view without any database work; `finish_reply` records how it ended.
+The view hands over a validated request and gets back an `OpenedReply`: an upstream reply that
+has already produced its first real event (pre-read), so every failure that can still be
+answered with a clean JSON error, or retried on the next account, happened here. The view then
+relays `relay_stream(opened)` without any database work or knowledge of grok.com's errors;
+`finish_reply` records how it ended. Which transport carries the turn (HTTP NDJSON or the
+WebSocket gateway) is the grok adapter's business: this module only opens a `ChatTurn`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .errors import RateLimited as RateLimitedAnswer
 from .extensions import db, write_transaction
 from .grok import errors as grok_errors
 from .grok.catalog import ModelSpec
-from .grok.client import ImageDownloadError, UpstreamReply
+from .grok.client import ChatTurn, ImageDownloadError, Reply
 from .grok.events import (
     ConversationStarted,
     GrokEvent,
@@ -32,7 +34,6 @@ from .grok.events import (
     ReplyStarted,
     UserTurn,
 )
-from .grok.payload import build_chat_body
 from .models import Conversation, utcnow
 from .openai import ImageInput, Prompt, flatten_messages, last_user_message
 from .schemas import ChatRequest
@@ -52,17 +53,26 @@ USER_ACCOUNT_REMOVED = (
 
 
 @dataclass
+class Outcome:
+    """How a relayed stream ended, filled in while it is relayed."""
+
+    error: grok_errors.GrokError | None = None
+    response_id: str | None = None
+
+
+@dataclass
 class OpenedReply:
     """An upstream reply ready to relay: the events read so far and the rest of the stream."""
 
-    reply: UpstreamReply
+    reply: Reply
     buffered: list[GrokEvent | Heartbeat]
-    rest: Iterator[list[GrokEvent] | Heartbeat]  # batches still to come (UpstreamReply.batches)
+    rest: Iterator[list[GrokEvent] | Heartbeat]  # batches still to come (Reply.batches)
     prompt: Prompt
     account_id: int | None
     token: str = field(repr=False)
     conversation_id: str | None = None
     response_id: str | None = None
+    outcome: Outcome = field(default_factory=Outcome)
 
     def batches(self) -> Iterator[list[GrokEvent | Heartbeat] | Heartbeat]:
         """The reply in batches of events that arrived together, the pre-read ones first."""
@@ -71,13 +81,64 @@ class OpenedReply:
             yield first
         yield from self.rest
 
-    def events(self) -> Iterator[GrokEvent | Heartbeat]:
-        """Every event of the reply one by one, the pre-read ones first."""
+    def content_events(self) -> Iterator[GrokEvent]:
+        """Every event of a reply read whole (non-stream), keep-alives left out."""
         for batch in self.batches():
-            if isinstance(batch, Heartbeat):
-                yield batch
-            else:
-                yield from batch
+            if not isinstance(batch, Heartbeat):
+                yield from (event for event in batch if not isinstance(event, Heartbeat))
+
+
+class _KeepAlive:
+    def __repr__(self) -> str:
+        return "KEEPALIVE"
+
+
+KEEPALIVE = _KeepAlive()  # relay_stream yields it while grok.com is silent
+
+
+@dataclass(frozen=True)
+class StreamFailed:
+    """relay_stream's last item when grok.com failed after bytes were sent: the error body."""
+
+    error: dict[str, Any]
+
+
+def relay_stream(opened: OpenedReply) -> Iterator[list[GrokEvent] | _KeepAlive | StreamFailed]:
+    """The rest of a streamed reply: event batches (one client write each), KEEPALIVE while
+    grok.com is silent, and a final StreamFailed if it broke. Records the reply's outcome and
+    closes upstream when done or abandoned (the client hung up)."""
+    app = current_app._get_current_object()  # the stream runs after the request context
+
+    def items() -> Iterator[list[GrokEvent] | _KeepAlive | StreamFailed]:
+        outcome = opened.outcome
+        try:
+            for batch in opened.batches():
+                if isinstance(batch, Heartbeat):
+                    yield KEEPALIVE
+                    continue
+                events: list[GrokEvent] = []
+                for event in batch:
+                    if isinstance(event, Heartbeat):  # a pre-read batch can end with one
+                        if events:
+                            yield events
+                            events = []
+                        yield KEEPALIVE
+                        continue
+                    if isinstance(event, ReplyStarted | ReplyFinished):
+                        outcome.response_id = event.response_id
+                    events.append(event)
+                if events:
+                    yield events
+        except grok_errors.GrokError as exc:
+            outcome.error = exc
+            log.info("upstream failed mid-stream on account %s: %s", opened.account_id, exc.kind)
+            with app.app_context():
+                yield StreamFailed(answer_for(exc, "grok.com").body()["error"])
+        finally:
+            # Also reached on GeneratorExit when the client hangs up: close upstream at once.
+            opened.reply.close()
+
+    return items()
 
 
 @dataclass
@@ -87,6 +148,7 @@ class Attempt:
     token: str = field(repr=False)
     account_id: int | None
     who: str  # how the account is named in errors: "your account", "the pool account" ...
+    user_id: str | None = None  # the account's grok userId, when known
 
 
 def open_reply(
@@ -107,7 +169,7 @@ def open_reply(
     else:
         prompt = _prompt(flatten_messages, chat.messages)
         parent = None
-    images = _fetch_images(prompt.images)
+    attachments = _fetch_images(prompt.images)
     config = current_app.config
     heartbeat = None if read_all else config["SSE_KEEPALIVE_SECONDS"]
     conversation_id = conversation.conversation_id if conversation else None
@@ -124,9 +186,16 @@ def open_reply(
         if attempt.account_id is not None:
             tried.append(attempt.account_id)
         try:
-            opened = _try(
-                attempt, spec, prompt, images, conversation_id, parent, heartbeat, read_all
+            turn = ChatTurn(
+                token=attempt.token,
+                spec=spec,
+                message=prompt.text,
+                user_id=attempt.user_id,
+                attachments=attachments,
+                conversation_id=conversation_id,
+                parent_response_id=parent,
             )
+            opened = _try(attempt, turn, prompt, heartbeat, read_all)
         except grok_errors.GrokError as exc:
             last_error = exc
             _report(attempt, exc, spec.mode)
@@ -189,47 +258,30 @@ def _next_attempt(
     if caller.kind == "sso":
         return Attempt(caller.sso_token or "", None, "this SSO token")
     if conversation is not None:
-        lease = pool.claim_account(
-            conversation.account_id, spec.mode, who="the account holding this conversation"
-        )
-        return Attempt(lease.token, lease.account_id, "the account holding this conversation")
-    if caller.kind == "user":
+        who = "the account holding this conversation"
+        lease = pool.claim_account(conversation.account_id, spec.mode, who=who)
+    elif caller.kind == "user":
         if caller.account_id is None:
             raise NoAccount(USER_ACCOUNT_REMOVED)
-        lease = pool.claim_account(caller.account_id, spec.mode, who="your grok account")
-        return Attempt(lease.token, lease.account_id, "your grok account")
-    lease = pool.pick_account(spec.mode, exclude=tried)
-    return Attempt(lease.token, lease.account_id, "the pool account")
+        who = "your grok account"
+        lease = pool.claim_account(caller.account_id, spec.mode, who=who)
+    else:
+        who = "the pool account"
+        lease = pool.pick_account(spec.mode, exclude=tried)
+    return Attempt(lease.token, lease.account_id, who, lease.upstream_user_id)
 
 
 def _try(
     attempt: Attempt,
-    spec: ModelSpec,
+    turn: ChatTurn,
     prompt: Prompt,
-    images: list[tuple[bytes, str]],
-    conversation_id: str | None,
-    parent: str | None,
     heartbeat: float | None,
     read_all: bool,
 ) -> OpenedReply:
     """One upstream call; raises GrokError for anything that happens before the first content."""
-    client = grok_client()
-    config = current_app.config
-    # Uploads belong to one account, so each attempt uploads again.
-    file_ids = [
-        client.upload_file(attempt.token, f"image-{i + 1}.{mime.split('/')[-1]}", mime, data)
-        for i, (data, mime) in enumerate(images)
-    ]
-    body = build_chat_body(
-        spec,
-        config["GROK_DIALECT"],
-        prompt.text,
-        temporary=config["API_TEMPORARY"],
-        file_ids=file_ids,
-        parent_response_id=parent,
-    )
-    reply = client.open_chat(attempt.token, body, conversation_id)
+    reply = grok_client().open_turn(turn)
     stream = reply.batches(heartbeat=heartbeat)
+    conversation_id = turn.conversation_id
     opened = OpenedReply(
         reply,
         [],
@@ -390,19 +442,11 @@ def _record_conversation(
         conn.execute(statement)
 
 
-@dataclass
-class Outcome:
-    """How a relayed stream ended, filled in by the view's generator."""
-
-    error: grok_errors.GrokError | None = None
-    response_id: str | None = None
-
-
-def finish_reply(app, opened: OpenedReply, outcome: Outcome, mode: str) -> None:
+def finish_reply(app, opened: OpenedReply, mode: str) -> None:
     """After the stream: record a mid-stream failure and the final reply id (short transactions)."""
     with app.app_context():
         try:
-            _record_outcome(opened, outcome, mode)
+            _record_outcome(opened, opened.outcome, mode)
         except Exception:
             # The client already has its answer; a bookkeeping failure is for the log only.
             log.exception("could not record how the stream on account %s ended", opened.account_id)

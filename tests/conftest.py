@@ -181,3 +181,9 @@ def emu_app(make_app, emu):  # noqa: F811  (the fixture imported above)
         return make_app(GROK_BASE_URL=emu.base_url, GROK_ASSETS_URL=emu.assets_url, **settings)
 
     return build
+
+
+def reply_events(reply, heartbeat: float | None = None) -> Iterator[Any]:
+    """Every event of an upstream reply (`Reply.batches` flattened; Heartbeats when asked)."""
+    for batch in reply.batches(heartbeat=heartbeat):
+        yield from (batch if isinstance(batch, list) else [batch])

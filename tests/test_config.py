@@ -20,7 +20,7 @@ def test_defaults_match_the_contract():
     assert config["ALLOW_SSO_BEARER"] is True
     assert config["GROK_BASE_URL"] == "https://grok.com"
     assert config["GROK_ASSETS_URL"] == "https://assets.grok.com"
-    assert config["GROK_DIALECT"] == "modes"
+    assert config["GROK_DIALECT"] == "gateway"
     assert config["API_TEMPORARY"] is True
     assert config["THINKING_FORMAT"] == "reasoning_content"
     assert config["MAX_ATTEMPTS"] == 3

@@ -14,7 +14,7 @@ from grokproxy.grok.payload import build_chat_body
 SAMPLES = Path("/work/shared/upstream-samples")
 EXPECTED = [
     "grok-2", "grok-3", "grok-3-thinking", "grok-3-deepsearch", "grok-3-deepersearch",
-    "grok-4", "grok-auto", "grok-fast", "grok-expert", "grok-heavy",
+    "grok-4", "grok-4-thinking", "grok-auto", "grok-fast", "grok-expert", "grok-heavy",
 ]  # fmt: skip
 
 
@@ -34,6 +34,18 @@ def test_default_catalog_has_every_public_model_in_order():
     assert catalog.get("grok-heavy").mode == "heavy"
     assert catalog.get("grok-3-thinking").thinking is True
     assert catalog.get("grok-fast").thinking is False
+
+
+@pytest.mark.parametrize("spec", DEFAULT_MODELS, ids=lambda s: s.name)
+def test_gateway_dialect_creates_the_session_with_the_mode(spec):
+    assert spec.fields_for("gateway") == {"model": spec.mode}
+    assert spec.mode in ("auto", "fast", "expert", "heavy")
+
+
+def test_grok_4_thinking_is_an_expert_thinking_model():
+    spec = load_catalog(None).get("grok-4-thinking")
+    assert (spec.mode, spec.thinking, spec.deepsearch) == ("expert", True, "")
+    assert spec.fields_for("model-mode")["modelMode"] == "MODEL_MODE_GROK_4_THINKING"
 
 
 @pytest.mark.parametrize("spec", DEFAULT_MODELS, ids=lambda s: s.name)

@@ -1,4 +1,5 @@
-"""GrokClient against the grok.com emulator: every dialect, every model, both transports."""
+"""GrokClient against the grok.com emulator: every dialect (the WebSocket gateway and the three
+HTTP chat bodies), every model, both HTTP clients."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import uuid
 import pytest
 
 from grokproxy.grok.catalog import DEFAULT_MODELS, load_catalog
-from grokproxy.grok.client import GrokClient
+from grokproxy.grok.client import ChatTurn, GrokClient
 from grokproxy.grok.errors import (
     AntiBotRejected,
     CloudflareChallenge,
@@ -30,17 +31,16 @@ from grokproxy.grok.events import (
     ToolStep,
     UserTurn,
 )
-from grokproxy.grok.payload import build_chat_body
-from grokproxy.grok.settings import GrokSettings
+from grokproxy.grok.settings import DIALECTS, GrokSettings
 from grokproxy.grok.transport import Transport
 
+from conftest import reply_events
 from emulator_fixtures import emu, emulator  # noqa: F401  (pytest fixtures)
 
 TRANSPORTS = {"requests": None, "curl_cffi": "chrome136"}
-DIALECTS = ("modes", "model-mode", "legacy")
 
 
-def make_client(emu, transport: str, dialect: str = "modes") -> GrokClient:  # noqa: F811
+def make_client(emu, transport: str, dialect: str = "gateway") -> GrokClient:  # noqa: F811
     settings = GrokSettings(
         base_url=emu.base_url,
         assets_url=emu.assets_url,
@@ -56,10 +56,13 @@ def new_token() -> str:
     return f"tok-{uuid.uuid4().hex}"
 
 
+def open_turn(client: GrokClient, token: str, model: str, message: str, **kw):
+    """The product's one call: open a chat turn over the client's configured transport."""
+    return client.open_turn(ChatTurn(token, load_catalog(None).get(model), message, **kw))
+
+
 def chat(client: GrokClient, token: str, model: str, message: str, **kw) -> list:
-    spec = load_catalog(None).get(model)
-    body = build_chat_body(spec, client.settings.dialect, message, temporary=True, **kw)
-    return list(client.open_chat(token, body).events())
+    return list(reply_events(open_turn(client, token, model, message, **kw)))
 
 
 def answer(events: list) -> str:
@@ -96,17 +99,24 @@ def test_thinking_model_streams_reasoning(emu, transport):  # noqa: F811
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_continuation_reads_flattened_frames(emu, transport, dialect):  # noqa: F811
+def test_continuation_continues_the_conversation(emu, transport, dialect):  # noqa: F811
     emu.configure(dialect=dialect, tokens_per_second=0)
     client = make_client(emu, transport, dialect)
     token = new_token()
     first = chat(client, token, "grok-3", "First question")
     conversation_id = first[0].conversation_id
     reply_id = next(e for e in first if isinstance(e, ReplyFinished)).response_id
-    spec = load_catalog(None).get("grok-3")
-    body = build_chat_body(spec, dialect, "Second", temporary=True, parent_response_id=reply_id)
-    second = list(client.open_chat(token, body, conversation_id=conversation_id).events())
-    assert not any(isinstance(e, ConversationStarted) for e in second)
+    second = chat(
+        client,
+        token,
+        "grok-3",
+        "Second",
+        conversation_id=conversation_id,
+        parent_response_id=reply_id,
+    )
+    started = [e.conversation_id for e in second if isinstance(e, ConversationStarted)]
+    # HTTP continuations carry no conversation frame; the gateway attaches the same one again.
+    assert started == ([conversation_id] if dialect == "gateway" else [])
     finished = next(e for e in second if isinstance(e, ReplyFinished))
     assert answer(second) == finished.message
     turns = emu.conversation(conversation_id)
@@ -122,8 +132,8 @@ def test_identity_quota_upload_and_generated_image(emu, transport):  # noqa: F81
     before = client.rate_limits(token, "fast")
     assert before.total == 140 and before.window_seconds == 7200
 
-    file_id = client.upload_file(token, "cat.png", "image/png", b"\x89PNG\r\n\x1a\nfake")
-    events = chat(client, token, "grok-3", "draw a picture of a cat", file_ids=[file_id])
+    photo = (b"\x89PNG\r\n\x1a\nfake", "image/png")
+    events = chat(client, token, "grok-3", "draw a picture of a cat", attachments=[photo])
     assert client.rate_limits(token, "fast").remaining == before.remaining - 1
     images = [e.path for e in events if isinstance(e, ImageGenerated)]
     assert images and len(images) == len(set(images))
@@ -135,31 +145,36 @@ def test_identity_quota_upload_and_generated_image(emu, transport):  # noqa: F81
         asset.close()
 
 
+# Where each fault surfaces: "open" = opening the turn raises, "stream" = reading it raises.
+# On HTTP a rate limit is the chat request's own answer; on the gateway the socket opens and the
+# limit arrives as an `error` event after response.create.
+FAULTS = [
+    ("emu-ratelimited-", RateLimited, {"gateway": "stream", "modes": "open"}),
+    ("emu-invalid-", InvalidCredentials, {"gateway": "open", "modes": "open"}),
+    ("emu-blocked-", InvalidCredentials, {"gateway": "open", "modes": "open"}),
+    ("emu-domainrejected-", InvalidCredentials, {"gateway": "open", "modes": "open"}),
+    ("emu-cloudflare-", CloudflareChallenge, {"gateway": "open", "modes": "open"}),
+    ("emu-antibot-", AntiBotRejected, {"gateway": "open", "modes": "open"}),
+    ("emu-spending-", RateLimited, {"gateway": "stream", "modes": "open"}),
+    ("emu-inband-", RateLimited, {"gateway": "stream", "modes": "stream"}),
+    ("emu-usagelimit-", RateLimited, {"gateway": "stream", "modes": "stream"}),
+    ("emu-dies-", UpstreamBroken, {"gateway": "stream", "modes": "stream"}),
+]
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize(
-    ("prefix", "error", "on_open"),
-    [
-        ("emu-ratelimited-", RateLimited, True),
-        ("emu-invalid-", InvalidCredentials, True),
-        ("emu-blocked-", InvalidCredentials, True),
-        ("emu-cloudflare-", CloudflareChallenge, True),
-        ("emu-antibot-", AntiBotRejected, True),
-        ("emu-inband-", RateLimited, False),
-        ("emu-usagelimit-", RateLimited, False),
-        ("emu-dies-", UpstreamBroken, False),
-    ],
-)
-def test_emulator_faults_become_classified_errors(emu, transport, prefix, error, on_open):  # noqa: F811
-    client = make_client(emu, transport)
+@pytest.mark.parametrize("dialect", ["gateway", "modes"])
+@pytest.mark.parametrize(("prefix", "error", "stage"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_emulator_faults_become_classified_errors(emu, transport, dialect, prefix, error, stage):  # noqa: F811
+    client = make_client(emu, transport, dialect)
     token = prefix + uuid.uuid4().hex
-    body = build_chat_body(load_catalog(None).get("grok-3"), "modes", "hi", temporary=True)
-    if on_open:
+    if stage[dialect] == "open":
         with pytest.raises(error) as info:
-            client.open_chat(token, body)
+            open_turn(client, token, "grok-3", "hi")
     else:
-        reply = client.open_chat(token, body)
+        reply = open_turn(client, token, "grok-3", "hi")
         with pytest.raises(error) as info:
-            list(reply.events())
+            list(reply_events(reply))
     assert token not in str(info.value)
 
 
@@ -170,12 +185,11 @@ def test_auth_session_of_a_dead_token_raises(emu, prefix):  # noqa: F811
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_closing_mid_stream_closes_the_emulator_connection(emu, transport):  # noqa: F811
+@pytest.mark.parametrize("dialect", ["gateway", "modes"])
+def test_closing_mid_stream_closes_the_emulator_connection(emu, transport, dialect):  # noqa: F811
     emu.configure(tokens=200, tokens_per_second=10)
-    client = make_client(emu, transport)
-    body = build_chat_body(load_catalog(None).get("grok-3"), "modes", "long", temporary=True)
-    reply = client.open_chat(new_token(), body)
-    stream = reply.events(heartbeat=0.5)
+    client = make_client(emu, transport, dialect)
+    stream = reply_events(open_turn(client, new_token(), "grok-3", "long"), heartbeat=0.5)
     deltas = 0
     for event in stream:
         deltas += isinstance(event, TextDelta)

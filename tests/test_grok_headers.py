@@ -23,7 +23,7 @@ def test_settings_defaults_from_an_empty_mapping():
     s = GrokSettings.from_mapping({})
     assert s.base_url == "https://grok.com"
     assert s.assets_url == "https://assets.grok.com"
-    assert s.dialect == "modes"
+    assert s.dialect == "gateway"
     assert s.user_agent == DEFAULT_USER_AGENT and "Chrome/" in s.user_agent
     assert s.proxy_urls == () and s.impersonate is None
     assert s.temporary is True

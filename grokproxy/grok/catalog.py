@@ -60,6 +60,7 @@ def _spec(
     created: int,
 ) -> ModelSpec:
     upstream = {
+        "gateway": {"model": mode},
         "modes": modes,
         "model-mode": {"modelName": model_mode[0], "modelMode": model_mode[1]},
         "legacy": {
@@ -78,8 +79,9 @@ def _freeze(upstream: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[s
 # Release dates (unix seconds) of the families, shown as `created` in /v1/models.
 _GROK2, _GROK3, _GROK4, _MODES = 1_723_075_200, 1_739_836_800, 1_752_192_000, 1_775_001_600
 
-# Mappings follow upstream.md §3.2: E3 sends only modeId (DeepSearch = expert + workspaceIds),
-# E2 sends modelName + modelMode, E1 sends modelName + isReasoning + deepsearchPreset.
+# Mappings follow upstream.md §3.2: the gateway (E4) and E3 send only the mode (`model` of
+# session.create, `modeId`; DeepSearch = expert + a workspace id), E2 sends modelName +
+# modelMode, E1 sends modelName + isReasoning + deepsearchPreset.
 DEFAULT_MODELS: tuple[ModelSpec, ...] = (
     _spec("grok-2", "fast", modes={"modeId": "fast"}, model_mode=("grok-3", "MODEL_MODE_FAST"),
           legacy=("grok-latest", False), created=_GROK2),
@@ -96,6 +98,9 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (
           thinking=True, deepsearch="deeper", created=_GROK3),
     _spec("grok-4", "expert", modes={"modeId": "expert"},
           model_mode=("grok-4", "MODEL_MODE_EXPERT"), legacy=("grok-4", False),
+          thinking=True, created=_GROK4),
+    _spec("grok-4-thinking", "expert", modes={"modeId": "expert"},
+          model_mode=("grok-4", "MODEL_MODE_GROK_4_THINKING"), legacy=("grok-4", True),
           thinking=True, created=_GROK4),
     _spec("grok-auto", "auto", modes={"modeId": "auto"},
           model_mode=("grok-3", "MODEL_MODE_AUTO"), legacy=("grok-3", False), created=_MODES),
@@ -179,10 +184,12 @@ def _apply_entry(path: str, name: str, entry: Any, base: ModelSpec | None) -> Mo
             raise _entry_error(path, name, f"{dialect} must be a table/object of upstream fields")
         if fields is not None:
             upstream[dialect] = dict(fields)  # an explicit table replaces the default mapping
-        elif base is not None and (mode == base.mode or dialect != "modes"):
+        elif base is not None and (mode == base.mode or dialect not in ("modes", "gateway")):
             upstream[dialect] = dict(base.upstream.get(dialect) or {})
         else:
             upstream[dialect] = _derived_fields(dialect, mode, thinking, deepsearch)
+    if "model" not in upstream["gateway"]:
+        raise _entry_error(path, name, "gateway needs a model (the session.create model)")
     if "modeId" not in upstream["modes"]:
         raise _entry_error(path, name, "modes needs a modeId")
     if "modelName" not in upstream["model-mode"] or "modelName" not in upstream["legacy"]:
@@ -191,6 +198,8 @@ def _apply_entry(path: str, name: str, entry: Any, base: ModelSpec | None) -> Mo
 
 
 def _derived_fields(dialect: str, mode: str, thinking: bool, deepsearch: str) -> dict[str, Any]:
+    if dialect == "gateway":
+        return {"model": mode}
     if dialect == "modes":
         return {"modeId": mode}
     if dialect == "model-mode":

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import ipaddress
 import json
 import queue
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
+from . import gateway
+from .catalog import ModelSpec
 from .errors import (
     Blocked,
     CloudflareChallenge,
@@ -27,8 +31,10 @@ from .errors import (
 from .events import GrokEvent, Heartbeat
 from .frames import FrameParser
 from .headers import build_headers, normalize_token
+from .payload import build_chat_body
 from .settings import GrokSettings
 from .transport import (
+    NETWORK_PENALTY_SECONDS,
     BodyTooLarge,
     Transport,
     UpstreamResponse,
@@ -90,17 +96,45 @@ class ImageDownloadError(ValueError):
     """A client-supplied image URL could not be used (bad scheme, private host, too big …)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """One chat turn to open upstream: who sends it, to which model, what, and where."""
+
+    token: str = field(repr=False)
+    spec: ModelSpec
+    message: str
+    user_id: str | None = None  # the account's grok userId; looked up when unknown
+    attachments: Sequence[tuple[bytes, str]] = ()  # (data, mime type) uploaded for this turn
+    conversation_id: str | None = None  # continue this conversation ...
+    parent_response_id: str | None = None  # ... below this reply
+
+
+class Reply(Protocol):
+    """An open chat reply of either transport (HTTP NDJSON stream or gateway socket)."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether we cut the reply off ourselves."""
+        ...
+
+    def close(self) -> None:
+        """Hang up at once (safe from any thread, idempotent)."""
+        ...
+
+    def batches(self, heartbeat: float | None = None) -> Iterator[list[GrokEvent] | Heartbeat]:
+        """The reply's events grouped by what arrived together (see UpstreamReply.batches)."""
+        ...
+
+
 _EOF = object()
+_USER_IDS_KEPT = 4096
 
 
 class UpstreamReply:
-    """An open chat stream from grok.com: iterate events(), close() to hang up."""
+    """An open HTTP chat stream from grok.com: iterate batches(), close() to hang up."""
 
-    def __init__(self, response: UpstreamResponse, conversation_id: str | None = None):
+    def __init__(self, response: UpstreamResponse):
         self._response = response
-        self.status = response.status
-        self.proxy = response.proxy
-        self.conversation_id = conversation_id  # known upfront only for continuations
 
     @property
     def closed(self) -> bool:
@@ -143,14 +177,6 @@ class UpstreamReply:
                 yield tail
         finally:
             self.close()
-
-    def events(self, heartbeat: float | None = None) -> Iterator[GrokEvent | Heartbeat]:
-        """The events of `batches()` one by one."""
-        for batch in self.batches(heartbeat):
-            if isinstance(batch, Heartbeat):
-                yield batch
-            else:
-                yield from batch
 
     def _relay(self, heartbeat: float) -> Iterator[Any]:
         """Chunks read on a helper thread, so a silent upstream never blocks past `heartbeat`.
@@ -200,8 +226,73 @@ class GrokClient:
         self.settings = settings
         self.transport = transport or get_transport(settings)
         self._download_session = None
+        self._user_ids: OrderedDict[str, str] = OrderedDict()
+        self._user_ids_lock = threading.Lock()
 
     # ---- chat --------------------------------------------------------------------------------
+
+    def open_turn(self, turn: ChatTurn) -> Reply:
+        """Open one chat turn over the configured transport (GROK_DIALECT) and return its reply.
+
+        Attachments are uploaded first (uploads belong to one account). Every failure before
+        the reply is open raises the GrokError that says whose fault it was.
+        """
+        token = _clean_token(turn.token)
+        file_ids = [
+            self.upload_file(token, f"image-{i + 1}.{mime.split('/')[-1]}", mime, data)
+            for i, (data, mime) in enumerate(turn.attachments)
+        ]
+        settings = self.settings
+        if settings.dialect != "gateway":
+            body = build_chat_body(
+                turn.spec,
+                settings.dialect,
+                turn.message,
+                temporary=settings.temporary,
+                file_ids=file_ids,
+                parent_response_id=turn.parent_response_id,
+            )
+            return self.open_chat(token, body, turn.conversation_id)
+        if turn.conversation_id is not None and not _CONVERSATION_ID.match(turn.conversation_id):
+            raise ValueError("conversation id has unexpected characters")
+        user_id = turn.user_id or self.user_id_of(token)
+        gateway_turn = gateway.GatewayTurn(
+            token=token,
+            user_id=user_id,
+            model=str(turn.spec.fields_for("gateway").get("model") or turn.spec.mode),
+            message=turn.message,
+            temporary=settings.temporary,
+            file_ids=file_ids,
+            conversation_id=turn.conversation_id,
+            parent_response_id=turn.parent_response_id,
+            deepsearch=bool(turn.spec.deepsearch),
+        )
+        proxy = self.transport.proxies.next()
+        try:
+            return gateway.open_turn(settings, proxy, gateway_turn)
+        except Blocked:
+            self.transport.penalize_proxy(proxy)
+            raise
+        except UpstreamBroken:
+            self.transport.proxies.penalize(proxy, NETWORK_PENALTY_SECONDS)
+            raise
+
+    def user_id_of(self, token: str) -> str:
+        """The grok userId of a token (the gateway needs it), remembered per process."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        with self._user_ids_lock:
+            known = self._user_ids.get(key)
+            if known is not None:
+                self._user_ids.move_to_end(key)
+                return known
+        user_id = self.auth_session(token).user_id
+        if not user_id:
+            raise UpstreamBroken("grok.com's auth session did not name the account's user id")
+        with self._user_ids_lock:
+            self._user_ids[key] = user_id
+            while len(self._user_ids) > _USER_IDS_KEPT:
+                self._user_ids.popitem(last=False)
+        return user_id
 
     def open_chat(
         self, token: str, body: dict[str, Any], conversation_id: str | None = None
@@ -220,7 +311,7 @@ class GrokClient:
         if "text/html" in response.content_type.lower():
             # A 200 HTML page is a challenge/interstitial, never a chat stream.
             self._raise_for(response, force=True)
-        return UpstreamReply(response, conversation_id)
+        return UpstreamReply(response)
 
     # ---- account -----------------------------------------------------------------------------
 

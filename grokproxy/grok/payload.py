@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .catalog import ModelSpec
-from .settings import DIALECTS
+from .settings import HTTP_DIALECTS
 
 # A plausible desktop browser window; the 2026 browser captures always carry this block.
 _DEVICE_ENV = {
@@ -30,8 +30,8 @@ def build_chat_body(
     parent_response_id: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body of conversations/new or /responses for `spec` in `dialect`."""
-    if dialect not in DIALECTS:
-        raise ValueError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
+    if dialect not in HTTP_DIALECTS:
+        raise ValueError(f"not an HTTP dialect: {dialect!r}; expected one of {HTTP_DIALECTS}")
     body: dict[str, Any] = {
         "temporary": bool(temporary),
         "message": message,

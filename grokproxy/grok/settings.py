@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-DIALECTS = ("modes", "model-mode", "legacy")
+# `gateway` is the WebSocket chat of 2026-08 on (E4); the others are the HTTP NDJSON chat bodies of
+# E3 (`modes`), E2 (`model-mode`) and E1 (`legacy`), kept for older or self-hosted upstreams.
+DIALECTS = ("gateway", "modes", "model-mode", "legacy")
+HTTP_DIALECTS = DIALECTS[1:]
 
 # A current desktop Chrome on Windows; it matches curl_cffi's `chrome136` profile, so the TLS
 # fingerprint and the User-Agent tell the same story to Cloudflare.
@@ -61,7 +64,7 @@ class GrokSettings:
 
     base_url: str = "https://grok.com"
     assets_url: str = "https://assets.grok.com"
-    dialect: str = "modes"
+    dialect: str = "gateway"
     models_file: str | None = None
     impersonate: str | None = None
     user_agent: str = DEFAULT_USER_AGENT
@@ -85,7 +88,7 @@ class GrokSettings:
         return cls(
             base_url=(_text(m.get("GROK_BASE_URL")) or "https://grok.com").rstrip("/"),
             assets_url=(_text(m.get("GROK_ASSETS_URL")) or "https://assets.grok.com").rstrip("/"),
-            dialect=(_text(m.get("GROK_DIALECT")) or "modes").lower(),
+            dialect=(_text(m.get("GROK_DIALECT")) or "gateway").lower(),
             models_file=_text(m.get("GROK_MODELS_FILE")),
             impersonate=_text(m.get("GROK_IMPERSONATE")),
             user_agent=_text(m.get("GROK_USER_AGENT")) or DEFAULT_USER_AGENT,

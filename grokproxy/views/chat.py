@@ -11,8 +11,6 @@ from itsdangerous import URLSafeSerializer
 from .. import relay
 from ..auth import chat_caller
 from ..errors import BadRequest, NotFound
-from ..grok import errors as grok_errors
-from ..grok.events import Heartbeat, ReplyFinished, ReplyStarted
 from ..openai import SSE_DONE, SSE_KEEPALIVE, CompletionBuilder, sse
 from ..schemas import load_chat_request
 from ..upstream import model_catalog
@@ -151,49 +149,36 @@ def _id_headers(conversation_id: str | None, message_id: str | None) -> dict[str
 
 def _complete(builder: CompletionBuilder, opened: relay.OpenedReply) -> Response:
     """Non-stream: every event was read during the attempt; build one chat.completion."""
-    for event in opened.events():
-        if not isinstance(event, Heartbeat):
-            builder.feed(event)
+    for event in opened.content_events():
+        builder.feed(event)
     response = jsonify(builder.completion())
     response.headers.update(_id_headers(builder.conversation_id, builder.message_id))
     return response
 
 
 def _stream(builder: CompletionBuilder, opened: relay.OpenedReply, mode: str) -> Response:
-    """Relay the rest of the upstream stream as SSE; no database work happens in here."""
-    outcome = relay.Outcome()
+    """Relay the rest of the upstream reply as SSE; no database work happens in here."""
+    items = relay.relay_stream(opened)
 
     def generate() -> Iterator[bytes]:
-        finished = False
         try:
             yield sse(builder.start())
-            for batch in opened.batches():
-                if isinstance(batch, Heartbeat):
+            for item in items:
+                if item is relay.KEEPALIVE:
                     yield SSE_KEEPALIVE
-                    continue
-                # One write per batch: a busy server sends fewer, larger writes, not later ones.
-                out = []
-                for event in batch:
-                    if isinstance(event, Heartbeat):
-                        out.append(SSE_KEEPALIVE)
-                        continue
-                    if isinstance(event, ReplyStarted | ReplyFinished):
-                        outcome.response_id = event.response_id
-                    out.extend(sse(chunk) for chunk in builder.feed(event))
-                if out:
-                    yield b"".join(out)
-            yield b"".join(sse(chunk) for chunk in builder.finish())
-            finished = True
-        except grok_errors.GrokError as exc:
-            outcome.error = exc
-            log.info("upstream failed mid-stream: %s", exc.kind)
-            yield sse(builder.error_chunk(relay.answer_for(exc, "grok.com").body()["error"]))
-            finished = True
-        finally:
-            # Also reached on GeneratorExit when the client hangs up: close upstream at once.
-            opened.reply.close()
-        if finished:
+                elif isinstance(item, relay.StreamFailed):
+                    yield sse(builder.error_chunk(item.error))
+                    break
+                else:
+                    # One write per batch: a busy server makes fewer, larger writes, not later.
+                    out = b"".join(sse(chunk) for event in item for chunk in builder.feed(event))
+                    if out:
+                        yield out
+            else:
+                yield b"".join(sse(chunk) for chunk in builder.finish())
             yield SSE_DONE
+        finally:
+            items.close()  # the client hung up (GeneratorExit) or we are done: upstream closes
 
     response = Response(generate(), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
@@ -201,7 +186,7 @@ def _stream(builder: CompletionBuilder, opened: relay.OpenedReply, mode: str) ->
     # Ids known from the pre-read; the chunks carry them too once the builder has seen them.
     response.headers.update(_id_headers(opened.conversation_id, opened.response_id))
     app = current_app._get_current_object()
-    response.call_on_close(lambda: relay.finish_reply(app, opened, outcome, mode))
+    response.call_on_close(lambda: relay.finish_reply(app, opened, mode))
     return response
 
 

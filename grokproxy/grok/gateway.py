@@ -1,0 +1,444 @@
+"""grok.com's WebSocket chat gateway (era E4, `wss://grok.com/ws/mgw/?uid=<userId>`).
+
+One chat turn is one connection: `session.create` -> (`session.created`, `conversation.attached`)
+-> `conversation.item.create` -> `response.create` -> server events until `response.done`
+(upstream.md §4.6-4.7). The socket goes through curl_cffi with the configured browser profile
+when GROK_IMPERSONATE is set (Cloudflare refuses non-browser TLS fingerprints more often), and
+through the `websockets` library otherwise; both sit behind the small `_Socket` interface below.
+Failures become the same GrokErrors as on HTTP, so the pool treats both transports alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from .errors import GrokError, UpstreamBroken, classify_http_error
+from .events import GrokEvent, Heartbeat
+from .headers import build_cookie
+from .mgw import GatewayParser
+from .settings import GrokSettings
+
+log = logging.getLogger(__name__)
+
+GATEWAY_PATH = "/ws/mgw/"
+SUBPROTOCOL = "json"
+# The web app pings about every 25 s; idle sockets are closed by the server.
+PING_INTERVAL = 25.0
+# Hang-up must reach grok.com at once: wait this long at most for its close frame.
+CLOSE_TIMEOUT = 0.5
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+_ERROR_BODY_LIMIT = 64 * 1024
+_CAPABILITIES = ("conversation_attached", "custom_methods_v1")
+
+
+class _Closed(Exception):
+    """The socket closed (by either side)."""
+
+
+class DegradedTurn(UpstreamBroken):
+    """The gateway searched a placeholder query, the sign of a turn that answers nonsense with
+    status 200 (upstream.md §4.7): it arrives before the answer, so another account can retry."""
+
+    kind = "degraded"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayTurn:
+    """What one turn sends: the account, its grok user id, the model and the message."""
+
+    token: str
+    user_id: str
+    model: str  # the session.create model: auto, fast, expert or heavy
+    message: str
+    temporary: bool
+    file_ids: Sequence[str] = ()
+    conversation_id: str | None = None
+    parent_response_id: str | None = None
+    deepsearch: bool = False
+
+    def __repr__(self) -> str:
+        return f"GatewayTurn(model={self.model!r}, conversation_id={self.conversation_id!r})"
+
+
+def gateway_url(base_url: str, user_id: str) -> str:
+    """`wss://<host>/ws/mgw/?uid=<user id>` for an https base URL (ws:// for http)."""
+    parts = urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return f"{scheme}://{parts.netloc}{GATEWAY_PATH}?uid={quote(user_id, safe='')}"
+
+
+def handshake_headers(settings: GrokSettings, token: str, user_id: str) -> dict[str, str]:
+    """Origin, browser User-Agent and the cookies the gateway checks (sso, sso-rw, x-userid)."""
+    parts = urlsplit(settings.base_url)
+    return {
+        "Origin": f"{parts.scheme}://{parts.netloc}",
+        "User-Agent": settings.user_agent,
+        "Accept-Language": "en-US,en;q=0.9",
+        "Cache-Control": "no-cache",
+        "Pragma": "no-cache",
+        "Cookie": f"{build_cookie(token, settings.cf_clearance)}; x-userid={user_id}",
+    }
+
+
+# ---- the two socket implementations ------------------------------------------------------------
+
+
+class _Socket:
+    """A connected WebSocket: text messages in and out, closable from any thread."""
+
+    proxy: str | None = None
+
+    def send(self, text: str) -> None:
+        raise NotImplementedError
+
+    def recv(self, timeout: float) -> str | None:
+        """The next text message, or None when nothing came within `timeout` seconds."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _WebsocketsSocket(_Socket):
+    """The `websockets` library's threaded client."""
+
+    def __init__(self, conn: Any, proxy: str | None) -> None:
+        self._conn = conn
+        self.proxy = proxy
+
+    def send(self, text: str) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            self._conn.send(text)
+        except ConnectionClosed as exc:
+            raise _Closed() from exc
+
+    def recv(self, timeout: float) -> str | None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            message = self._conn.recv(timeout=timeout)
+        except TimeoutError:
+            return None
+        except ConnectionClosed as exc:
+            raise _Closed() from exc
+        return message if isinstance(message, str) else message.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        # Shut the TCP socket down first: a reader blocked on another thread wakes at once and
+        # grok.com sees the hang-up even if the close handshake never completes.
+        with contextlib.suppress(Exception):
+            self._conn.close(code=1000)
+        with contextlib.suppress(Exception):
+            self._conn.socket.shutdown(socket.SHUT_RDWR)
+
+
+class _CurlSocket(_Socket):
+    """curl_cffi's WebSocket, with the browser TLS fingerprint of GROK_IMPERSONATE."""
+
+    def __init__(self, ws: Any, proxy: str | None) -> None:
+        self._ws = ws
+        self.proxy = proxy
+        self._lock = threading.Lock()
+
+    def send(self, text: str) -> None:
+        from curl_cffi.const import CurlWsFlag
+
+        try:
+            self._ws.send(text.encode("utf-8"), CurlWsFlag.TEXT)
+        except Exception as exc:
+            raise _Closed() from exc
+
+    def recv(self, timeout: float) -> str | None:
+        from curl_cffi.requests.websockets import WebSocketClosed, WebSocketTimeout
+
+        try:
+            data, _flags = self._ws.recv(timeout=timeout)
+        except WebSocketTimeout:
+            return None
+        except WebSocketClosed as exc:
+            raise _Closed() from exc
+        except Exception as exc:
+            raise _Closed() from exc
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(Exception):
+            self._ws.close()
+
+
+def _connect(settings: GrokSettings, proxy: str | None, token: str, user_id: str) -> _Socket:
+    """Open the gateway socket; a refused upgrade raises the GrokError its answer means."""
+    url = gateway_url(settings.base_url, user_id)
+    headers = handshake_headers(settings, token, user_id)
+    if settings.impersonate:
+        return _connect_curl(settings, url, headers, proxy)
+    return _connect_websockets(settings, url, headers, proxy)
+
+
+def _connect_websockets(
+    settings: GrokSettings, url: str, headers: dict[str, str], proxy: str | None
+) -> _Socket:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    origin = headers.pop("Origin")
+    user_agent = headers.pop("User-Agent")
+    try:
+        conn = connect(
+            url,
+            origin=origin,
+            user_agent_header=user_agent,
+            additional_headers=headers,
+            subprotocols=[SUBPROTOCOL],
+            proxy=proxy,  # None: never a proxy from the environment, only PROXY_URL_POOL
+            open_timeout=settings.connect_timeout,
+            # The gateway has its own `ping` event; protocol pings would only add traffic.
+            ping_interval=None,
+            close_timeout=CLOSE_TIMEOUT,
+            max_size=MAX_MESSAGE_BYTES,
+            compression="deflate",
+        )
+    except InvalidStatus as exc:
+        response = exc.response
+        content_type = response.headers.get("Content-Type", "")
+        body = bytes(response.body or b"")[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+        raise _refused(response.status_code, content_type, body) from None
+    except Exception as exc:
+        raise _network_error(exc, proxy) from None
+    return _WebsocketsSocket(conn, proxy)
+
+
+def _connect_curl(
+    settings: GrokSettings, url: str, headers: dict[str, str], proxy: str | None
+) -> _Socket:
+    from curl_cffi import requests as curl_requests
+
+    headers["Sec-WebSocket-Protocol"] = SUBPROTOCOL
+    session = curl_requests.Session(impersonate=settings.impersonate)
+    try:
+        ws = session.ws_connect(
+            url,
+            headers=headers,
+            proxy=proxy,
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            max_message_size=MAX_MESSAGE_BYTES,
+        )
+    except Exception as exc:
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int) and status not in (0, 101):
+            content_type = (response.headers or {}).get("content-type", "") or ""
+            try:
+                body = (response.content or b"")[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+            except Exception:
+                body = ""
+            raise _refused(status, content_type, body) from None
+        raise _network_error(exc, proxy) from None
+    return _CurlSocket(ws, proxy)
+
+
+def _refused(status: int, content_type: str, body: str) -> GrokError:
+    if status == 404:
+        # No conversation is named in the upgrade: a 404 means no gateway at this address.
+        return UpstreamBroken(f"grok.com has no chat gateway at {GATEWAY_PATH} (HTTP 404)")
+    error = classify_http_error(status, content_type, body)
+    error.message = f"grok.com's chat gateway refused the connection: {error.message}"
+    return error
+
+
+def _network_error(exc: Exception, proxy: str | None) -> UpstreamBroken:
+    what = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+    via = " through a proxy" if proxy else ""
+    return UpstreamBroken(
+        f"connecting to grok.com's chat gateway{via} {what} ({type(exc).__name__})"
+    )
+
+
+# ---- one turn ----------------------------------------------------------------------------------
+
+
+def _envelope(session_id: str, event_type: str, **fields: Any) -> str:
+    event = {"type": event_type, "event_id": str(uuid.uuid4()), **fields}
+    return json.dumps({"session_id": session_id, "event": event}, ensure_ascii=False)
+
+
+def session_create(session_id: str, turn: GatewayTurn) -> str:
+    """The `session.create` message of a turn (new conversation, or continuing one)."""
+    x_grok: dict[str, Any] = {
+        "protocol_capabilities": list(_CAPABILITIES),
+        "use_chunk": True,
+        "enable_side_by_side": False,
+        "enable_image_generation": True,
+        "image_generation_count": 2,
+        "disable_text_follow_ups": True,
+        "disable_artifact": False,
+        "force_concise": False,
+    }
+    if turn.conversation_id:
+        x_grok.update(conversation_id=turn.conversation_id, load_existing=True, needs_history=True)
+    else:
+        x_grok.update(
+            is_temporary=turn.temporary,
+            keep_context=not turn.temporary,
+            disable_memory=turn.temporary,
+        )
+    if turn.deepsearch:
+        # DeepSearch was selected by a workspace id since 2026-02 (upstream.md §3.2); the
+        # gateway's own switch was never published, so the same field rides along here.
+        x_grok["workspace_ids"] = [str(uuid.uuid4())]
+    return _envelope(session_id, "session.create", session={"model": turn.model, "x_grok": x_grok})
+
+
+def item_create(session_id: str, turn: GatewayTurn) -> str:
+    """The user message: `x_grok.input_chunks` (file mentions, then the text)."""
+    chunks: list[dict[str, Any]] = [
+        {"mention": {"target": {"file_mention": {"file_id": file_id}}}} for file_id in turn.file_ids
+    ]
+    chunks.append({"text": {"text": turn.message}})
+    item: dict[str, Any] = {
+        "type": "message",
+        "role": "user",
+        "x_grok": {"client_message_id": str(uuid.uuid4()), "input_chunks": chunks},
+    }
+    if turn.file_ids:
+        item["file_attachment_ids"] = list(turn.file_ids)
+    if turn.parent_response_id:
+        item["parent_response_id"] = turn.parent_response_id
+    return _envelope(session_id, "conversation.item.create", item=item)
+
+
+def open_turn(settings: GrokSettings, proxy: str | None, turn: GatewayTurn) -> GatewayReply:
+    """Connect, create the session and send the message; the reply streams from here."""
+    sock = _connect(settings, proxy, turn.token, turn.user_id)
+    reply = GatewayReply(sock, settings.read_timeout)
+    try:
+        session_id = str(uuid.uuid4())
+        sock.send(session_create(session_id, turn))
+        reply.read_until_attached()
+        sock.send(item_create(session_id, turn))
+        sock.send(_envelope(session_id, "response.create"))
+        reply.sent_at = time.monotonic()
+    except _Closed:
+        reply.close()
+        raise UpstreamBroken(
+            "grok.com's chat gateway closed the socket before the turn began"
+        ) from None
+    except BaseException:
+        reply.close()
+        raise
+    return reply
+
+
+class GatewayReply:
+    """An open turn on the gateway: iterate batches(), close() to hang up (any thread)."""
+
+    status = 200
+
+    def __init__(self, sock: _Socket, read_timeout: float) -> None:
+        self._sock = sock
+        self._read_timeout = read_timeout
+        self._parser = GatewayParser()
+        self._pending: list[GrokEvent] = []  # events read while setting the session up
+        self._aborted = False
+        self._finished = False
+        self.proxy = sock.proxy
+        self.sent_at = time.monotonic()
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called (the turn was cut off by us)."""
+        return self._aborted
+
+    def close(self) -> None:
+        """Close the socket at once; idempotent."""
+        if not self._finished:
+            self._aborted = True
+        self._sock.close()
+
+    def read_until_attached(self) -> None:
+        """Read the session's set-up events; errors (e.g. an unknown conversation) raise."""
+        deadline = time.monotonic() + self._read_timeout
+        while self._parser.conversation_id is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise UpstreamBroken(
+                    f"grok.com's chat gateway did not attach a conversation within "
+                    f"{self._read_timeout:g} s"
+                )
+            message = self._sock.recv(left)
+            if message is not None:
+                self._pending.extend(self._parser.feed(message))
+
+    def batches(self, heartbeat: float | None = None) -> Iterator[list[GrokEvent] | Heartbeat]:
+        """Events grouped by what arrived together; with `heartbeat`, a Heartbeat whenever the
+        gateway is silent that long. Errors raise GrokError after the events before them."""
+        try:
+            if self._pending:
+                first, self._pending = self._pending, []
+                yield first
+            yield from self._read(heartbeat)
+        finally:
+            self.close()
+
+    def _read(self, heartbeat: float | None) -> Iterator[list[GrokEvent] | Heartbeat]:
+        parser = self._parser
+        wait = min(heartbeat or PING_INTERVAL, PING_INTERVAL)
+        last_heard = last_ping = time.monotonic()
+        while not parser.done:
+            try:
+                message = self._sock.recv(wait)
+            except _Closed:
+                if self._aborted:
+                    return
+                break
+            now = time.monotonic()
+            if message is None:
+                if now - last_heard >= self._read_timeout:
+                    raise UpstreamBroken(
+                        f"grok.com's chat gateway sent nothing for {self._read_timeout:g} s"
+                    )
+                if now - last_ping >= PING_INTERVAL:
+                    last_ping = now
+                    with contextlib.suppress(_Closed):
+                        self._sock.send(json.dumps({"event": {"type": "ping"}}))
+                if heartbeat is not None and now - last_heard >= heartbeat:
+                    yield Heartbeat()
+                continue
+            last_heard = now
+            events = parser.feed(message)
+            if parser.degraded_query is not None:
+                raise DegradedTurn(
+                    "grok.com's gateway searched a placeholder query "
+                    f"({parser.degraded_query!r}): a degraded turn"
+                )
+            # Whatever else already arrived joins this batch: one write for the lot.
+            while not parser.done:
+                try:
+                    more = self._sock.recv(0)
+                except _Closed:
+                    break
+                if more is None:
+                    break
+                events.extend(parser.feed(more))
+            if events:
+                yield events
+        if self._aborted:
+            return
+        tail = parser.finish()  # raises when the socket closed before response.done
+        self._finished = True
+        if tail:
+            yield tail
+        if parser.unknown_types:
+            log.debug("gateway event types ignored: %s", dict(parser.unknown_types))
