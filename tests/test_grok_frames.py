@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from grokproxy.grok.errors import (
 from grokproxy.grok.events import (
     Citation,
     ConversationStarted,
+    GrokEvent,
     ImageGenerated,
     ImageProgress,
     ModelInfo,
@@ -31,10 +33,19 @@ from grokproxy.grok.events import (
     ToolStep,
     UserTurn,
 )
-from grokproxy.grok.frames import FrameParser, parse_frames
+from grokproxy.grok.frames import FrameParser
 
 SAMPLES = Path("/work/shared/upstream-samples")
 CAPTURE = "real-capture-2026-03-08-new-conversation-auto.ndjson"
+
+
+def parse_frames(chunks) -> Iterator[GrokEvent]:
+    """Events of a whole grok.com stream given as byte chunks (raises on in-band errors)."""
+    parser = FrameParser()
+    for chunk in chunks:
+        if chunk:
+            yield from parser.feed(chunk)
+    yield from parser.finish()
 
 
 def sample(name: str) -> bytes:

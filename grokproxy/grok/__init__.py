@@ -1,21 +1,7 @@
 """The grok.com adapter: the one place that knows grok.com's wire format.
 
-settings (GrokSettings) -> catalog (ModelSpec per public model) -> payload (chat body per
-dialect) -> headers/transport -> client (GrokClient) -> frames (typed events, GrokErrors).
+settings (GrokSettings) -> catalog (ModelSpec per public model) -> client (GrokClient.open_turn:
+one chat turn over the WebSocket gateway, `gateway.py` + `mgw.py`, or an HTTP dialect,
+`payload.py` + `frames.py`) -> typed events (`events.py`) or GrokErrors (`errors.py`).
 It never imports Flask.
 """
-
-from .catalog import Catalog, ModelSpec, load_catalog
-from .client import GrokClient, UpstreamReply
-from .payload import build_chat_body
-from .settings import GrokSettings
-
-__all__ = [
-    "Catalog",
-    "GrokClient",
-    "GrokSettings",
-    "ModelSpec",
-    "UpstreamReply",
-    "build_chat_body",
-    "load_catalog",
-]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import GrokError, UpstreamBroken, classify_error_payload
@@ -576,12 +576,3 @@ def _in_band_error(error: Any) -> GrokError:
             code if isinstance(code, int) else None, message, where="grok.com stream"
         )
     return classify_error_payload(None, str(error), where="grok.com stream")
-
-
-def parse_frames(chunks: Iterable[bytes]) -> Iterator[GrokEvent]:
-    """Events of a whole grok.com stream given as byte chunks (raises on in-band errors)."""
-    parser = FrameParser()
-    for chunk in chunks:
-        if chunk:
-            yield from parser.feed(chunk)
-    yield from parser.finish()

@@ -42,13 +42,6 @@ def normalize_token(raw: str) -> str:
     return text
 
 
-def token_preview(token: str) -> str:
-    """First 6 and last 4 characters: safe to log or show."""
-    if len(token) <= 12:
-        return "…"
-    return f"{token[:6]}…{token[-4:]}"
-
-
 def build_cookie(token: str, cf_clearance: str | None = None) -> str:
     """`sso=<t>; sso-rw=<t>` plus cf_clearance when configured."""
     cookie = f"sso={token}; sso-rw={token}"
