@@ -273,9 +273,9 @@ def test_image_input_is_uploaded_and_attached(live, emu):
         ],
     )
     assert completion.choices[0].finish_reason == "stop"
-    (upload,) = emu.requests(path="/rest/app-chat/upload-file")
+    (upload,) = emu.requests(path="/http/upload-file-v2/direct")
     (chat,) = emu.requests(path="/rest/app-chat/conversations/new")
-    assert upload["body"]["fileMimeType"] == "image/png"
+    assert upload["headers"]["content-type"].startswith("multipart/form-data")
     assert len(chat["body"]["fileAttachments"]) == 1
 
 

@@ -330,16 +330,75 @@ def test_rate_limits_reads_the_late_2025_shape(fake_grok):
     assert client_for(url).rate_limits(TOKEN, "grok-4") == Quota(0, 80, 7200, 345.0)  # fmt: skip
 
 
-def test_upload_file_sends_base64_and_returns_the_file_id(fake_grok):
+def test_upload_falls_back_to_the_json_route_when_v2_answers_404(fake_grok):
     fake, url = fake_grok
     fake.routes["/rest/app-chat/upload-file"] = (
         200, "application/json", b'{"fileMetadataId":"file-1","fileUri":"users/u/file-1"}',
     )  # fmt: skip
     file_id = client_for(url).upload_file(TOKEN, "a.png", "image/png", b"\x89PNGdata")
     assert file_id == "file-1"
+    assert [r["path"] for r in fake.requests] == [
+        "/http/upload-file-v2/direct",
+        "/rest/app-chat/upload-file",
+    ]
     sent = json.loads(fake.requests[-1]["body"])
     assert sent["fileName"] == "a.png" and sent["fileMimeType"] == "image/png"
     assert base64.b64decode(sent["content"]) == b"\x89PNGdata"
+
+
+@pytest.mark.parametrize("impersonate", TRANSPORTS)
+def test_upload_v2_sends_multipart_and_reads_the_file_metadata(fake_grok, impersonate):
+    fake, url = fake_grok
+    fake.routes["/http/upload-file-v2/direct"] = (
+        200, "application/json", sample("upload-file-v2-direct-response.json"),
+    )  # fmt: skip
+    file_id = client_for(url, impersonate).upload_file(TOKEN, "a.txt", "text/plain", b"hello")
+    assert file_id == "file_meta_1"
+    (sent,) = fake.requests
+    assert sent["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert b'name="file"; filename="a.txt"' in sent["body"]
+    assert b"Content-Type: text/plain" in sent["body"] and b"\r\n\r\nhello\r\n" in sent["body"]
+
+
+@pytest.mark.parametrize(
+    "v2",
+    [
+        (404, "application/json", b'{"error":{"code":5,"message":"not found"}}'),
+        (500, "text/plain", b"upstream exploded"),
+        (200, "application/json", b"{}"),
+    ],
+)
+def test_upload_failures_are_upstream_broken_never_not_found(fake_grok, v2):
+    fake, url = fake_grok
+    fake.routes["/http/upload-file-v2/direct"] = v2
+    with pytest.raises(UpstreamBroken) as caught:
+        client_for(url).upload_file(TOKEN, "a.png", "image/png", b"x")
+    assert not isinstance(caught.value, ConversationNotFound)
+    assert TOKEN not in str(caught.value)
+
+
+def test_upload_5xx_does_not_fall_back(fake_grok):
+    fake, url = fake_grok
+    fake.routes["/http/upload-file-v2/direct"] = (503, "text/plain", b"busy")
+    with pytest.raises(UpstreamBroken):
+        client_for(url).upload_file(TOKEN, "a.png", "image/png", b"x")
+    assert [r["path"] for r in fake.requests] == ["/http/upload-file-v2/direct"]
+
+
+@pytest.mark.parametrize(
+    ("terminal", "cls"),
+    [
+        ({"code": 8, "message": "Too many requests"}, RateLimited),
+        ({"code": 16, "message": "[WKE=unauthenticated:invalid-credentials]"}, InvalidCredentials),
+        ("file type not allowed", UpstreamBroken),
+    ],
+)
+def test_upload_terminal_error_is_classified(fake_grok, terminal, cls):
+    fake, url = fake_grok
+    body = json.dumps({"terminalError": terminal}).encode()
+    fake.routes["/http/upload-file-v2/direct"] = (200, "application/json", body)
+    with pytest.raises(cls):
+        client_for(url).upload_file(TOKEN, "a.png", "image/png", b"x")
 
 
 def test_fetch_asset_streams_with_the_cookie(fake_grok):

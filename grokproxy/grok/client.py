@@ -17,14 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
+from urllib3 import encode_multipart_formdata
+
 from . import gateway
 from .catalog import ModelSpec
 from .errors import (
     Blocked,
     CloudflareChallenge,
+    ConversationNotFound,
     GrokError,
     InvalidCredentials,
     UpstreamBroken,
+    classify_error_object,
     classify_http_error,
     looks_like_cloudflare,
 )
@@ -363,23 +367,67 @@ class GrokClient:
         return Quota(remaining, total, window, wait_seconds)
 
     def upload_file(self, token: str, filename: str, mime: str, data: bytes) -> str:
-        """Upload a file (JSON/base64 endpoint) and return its fileMetadataId."""
+        """Upload a file and return its fileMetadataId (multipart v2 route, old JSON one on 404).
+
+        A 404 or 5xx from the upload routes is grok.com's failure, never "not found" to our
+        client: it raises UpstreamBroken.
+        """
         token = _clean_token(token)
-        headers = build_headers(self.settings, token)
-        body = {
-            "fileName": filename,
-            "fileMimeType": mime,
-            "content": base64.b64encode(data).decode("ascii"),
-        }
-        answer = self._json("POST", "/rest/app-chat/upload-file", headers, body=body)
+        headers = build_headers(self.settings, token, json_body=False, accept="application/json")
+        body, content_type = encode_multipart_formdata(
+            {"file": (filename, data, mime or "application/octet-stream")}
+        )
+        headers["Content-Type"] = content_type
+        path = "/http/upload-file-v2/direct"
+        response = self.transport.request(
+            "POST", self.settings.base_url + path, headers=headers, data=body
+        )
+        if response.status == 404:
+            # The v2 route is not deployed for this account/region: use the JSON route.
+            response.close()
+            path = "/rest/app-chat/upload-file"
+            headers = build_headers(self.settings, token)
+            legacy = {
+                "fileName": filename,
+                "fileMimeType": mime,
+                "content": base64.b64encode(data).decode("ascii"),
+            }
+            response = self.transport.request(
+                "POST", self.settings.base_url + path, headers=headers, json=legacy
+            )
+        if not 200 <= response.status < 300:
+            try:
+                self._raise_for(response)
+            except ConversationNotFound as exc:
+                raise UpstreamBroken(
+                    f"grok.com upload route {path} answered HTTP 404", status=404
+                ) from exc
+        try:
+            text = response.text(_JSON_BODY_LIMIT)
+        except BodyTooLarge as exc:
+            raise UpstreamBroken(f"grok.com {path} answer is too large") from exc
+        if looks_like_cloudflare(response.content_type, text):
+            self.transport.penalize_proxy(response.proxy)
+            raise CloudflareChallenge(
+                f"grok.com {path} answered with a Cloudflare challenge page",
+                status=response.status,
+            )
+        try:
+            answer = json.loads(text)
+        except ValueError as exc:
+            raise UpstreamBroken(f"grok.com {path} answer is not JSON") from exc
         if isinstance(answer, dict):
+            if answer.get("terminalError"):
+                raise classify_error_object(
+                    answer["terminalError"], status=response.status, where=f"grok.com {path}"
+                )
             meta = (
                 answer.get("fileMetadata") if isinstance(answer.get("fileMetadata"), dict) else {}
             )
-            file_id = _first_str(answer.get("fileMetadataId"), meta.get("fileMetadataId"))
+            file_id = _first_str(meta.get("fileMetadataId"), answer.get("fileMetadataId"))
             if file_id:
                 return file_id
-        raise UpstreamBroken("grok.com upload answer has no fileMetadataId")
+        raise UpstreamBroken(f"grok.com {path} answer has no fileMetadataId")
 
     # ---- files -------------------------------------------------------------------------------
 

@@ -92,7 +92,9 @@ class GatewayParser:
         self._error: GrokError | None = None
         self._event_ids: set[str] = set()
         self._text_format: str | None = None
-        self._held: list[str | Citation] = []  # answer text and citations not yet relayed
+        # Answer text and (url, title) citations not relayed yet; citations are numbered when
+        # relayed, so the numbers follow the order the client sees.
+        self._held: list[str | tuple[str, str]] = []
         self._answer: list[str] = []
         self._reasoning_channel: str | None = None
         self._cards: dict[str, tuple[str, str]] = {}  # card id -> (url, title)
@@ -310,7 +312,7 @@ class GatewayParser:
         url = _str(body.get("url"))
         if not url:
             return []
-        self._held.append(self._numbered(url, self._titles.get(url, "")))
+        self._held.append((url, self._titles.get(url, "")))
         return self._flush(final=False)
 
     def _grok_output(self, event: dict[str, Any]) -> list[GrokEvent]:
@@ -409,8 +411,8 @@ class GatewayParser:
         events: list[GrokEvent] = []
         while self._held:
             head = self._held[0]
-            if isinstance(head, Citation):
-                events.append(head)
+            if isinstance(head, tuple):
+                events.append(self._numbered(*head))
                 self._held.pop(0)
                 continue
             # A held piece after this text means nothing can extend it any more.
