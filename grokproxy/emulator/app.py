@@ -475,9 +475,15 @@ async def record_and_screen(request: web.Request, handler: Any) -> web.StreamRes
     return await handler(request)
 
 
-def _gateway_refusal(emu: Emulator, chat: ChatRequest | None = None) -> web.Response | None:
-    """In the `gateway` era HTTP chat is refused as grok.com does; image generation still works."""
-    if emu.config.dialect != "gateway" or (chat is not None and chat.image_count > 0):
+def _gateway_refusal(request: web.Request, continuation: bool = False) -> web.Response | None:
+    """In the `gateway` era HTTP text chat is refused as grok.com does; image generation works."""
+    if _emu(request).config.dialect != "gateway":
+        return None
+    try:
+        chat = validate_chat(_json(request), "gateway", continuation=continuation)
+    except InvalidBody:
+        chat = None  # grok.com's anti-bot screen answers before any body validation
+    if chat is not None and chat.image_count > 0:
         return None
     return json_error(403, 7, ANTI_BOT)
 
@@ -495,15 +501,14 @@ async def new_conversation(request: web.Request) -> web.StreamResponse:
     if isinstance(account, web.Response):
         return account
     emu = _emu(request)
+    refused = _gateway_refusal(request)
+    if refused is not None:
+        return refused
     try:
         chat = validate_chat(_json(request), emu.config.dialect)
     except InvalidBody as exc:
-        return _gateway_refusal(emu) or json_error(400, 3, str(exc))
-    return (
-        _gateway_refusal(emu, chat)
-        or _check_attachments(account, chat)
-        or await emu.chat(request, account, chat, None)
-    )
+        return json_error(400, 3, str(exc))
+    return _check_attachments(account, chat) or await emu.chat(request, account, chat, None)
 
 
 async def continue_conversation(request: web.Request) -> web.StreamResponse:
@@ -512,16 +517,16 @@ async def continue_conversation(request: web.Request) -> web.StreamResponse:
     if isinstance(account, web.Response):
         return account
     emu = _emu(request)
+    refused = _gateway_refusal(request, continuation=True)
+    if refused is not None:
+        return refused
     conv = emu.conversations.get(request.match_info["conversation_id"])
     if conv is None or conv.deleted or conv.owner_email != account.email:
         return json_error(404, 5, "Conversation not found")
     try:
         chat = validate_chat(_json(request), emu.config.dialect, continuation=True)
     except InvalidBody as exc:
-        return _gateway_refusal(emu) or json_error(400, 3, str(exc))
-    refused = _gateway_refusal(emu, chat)
-    if refused is not None:
-        return refused
+        return json_error(400, 3, str(exc))
     if not conv.has_response(chat.parent_response_id or ""):
         return json_error(400, 3, f"parent response '{chat.parent_response_id}' not found")
     return _check_attachments(account, chat) or await emu.chat(request, account, chat, conv)
