@@ -7,7 +7,7 @@ import resource
 
 from aiohttp import web
 
-from .app import Config, create_app
+from .app import WS_TEXT_FORMATS, Config, create_app
 from .dialects import DIALECTS
 
 
@@ -21,6 +21,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tokens-per-second", type=float, default=0.0, help="0 = unpaced")
     p.add_argument("--first-byte-delay", type=float, default=0.0, help="seconds before headers")
     p.add_argument("--slow-delay", type=float, default=2.0, help="first-byte delay of emu-slow-")
+    p.add_argument(
+        "--ws-text-format",
+        choices=WS_TEXT_FORMATS,
+        default="chunk",
+        help="socket answer text as response.chunk events or response.output_text.delta",
+    )
+    p.add_argument(
+        "--ws-idle-timeout", type=float, default=60.0, help="seconds before an idle socket closes"
+    )
     return p.parse_args(argv)
 
 
@@ -36,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         first_byte_delay=args.first_byte_delay,
         dialect=args.dialect,
         slow_delay=args.slow_delay,
+        ws_text_format=args.ws_text_format,
+        ws_idle_timeout=max(0.01, args.ws_idle_timeout),
     )
     web.run_app(
         create_app(config),

@@ -14,6 +14,12 @@ Behaviour chosen by token prefix (a fault set through `/_emulator/fault` acts th
     emu-usagelimit-…   chat HTTP 200 whose frame is the nested usage-limit error
     emu-dies-…         chat stream sends some tokens, then the connection drops
     emu-slow-…         chat first byte after a delay (2 s unless `slow_delay` is configured)
+    emu-silent-…       socket turn accepted, then nothing is ever sent
+    emu-spending-…     chat 402 code 8 `personal-team-blocked:spending-limit` (socket: error event)
+    emu-domainrejected-…  403 code 3 `[WKE=account:email-domain-rejected]`; session unauthenticated
+    emu-degraded-…     socket turn searches a placeholder query, then answers unrelated text
+
+The socket gateway (`/ws/mgw/`) applies the same faults to its handshake and turns.
 
 Everything else is a healthy "super" account (quotas as upstream.md §5.2).
 """
@@ -35,6 +41,10 @@ FAULTS = (
     "usagelimit",
     "dies",
     "slow",
+    "silent",
+    "spending",
+    "domainrejected",
+    "degraded",
 )
 
 # "super" tier (upstream.md §5.2); grok-420-computer-use-sa is grok-4.3 (50 per window).

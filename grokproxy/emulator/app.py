@@ -11,6 +11,7 @@ grok.com routes (paths as upstream):
     POST /rest/app-chat/upload-file                       JSON/base64 upload
     POST /http/upload-file-v2/direct                      multipart upload
     GET  /assets/{path}                                   assets.grok.com stand-in (owner only)
+    GET  /ws/mgw/?uid=<userId>                            E4 chat gateway (WebSocket, gateway.py)
 
 Control routes live under `/_emulator/` (see README.md). Every non-control request is recorded
 with its headers (never the cookie values) and JSON body.
@@ -49,6 +50,11 @@ BLOCKED_USER = "User is blocked. [WKE=unauthenticated:blocked-user]"
 NO_CREDENTIALS = "No credentials presented"
 ANTI_BOT = "Request rejected by anti-bot rules."
 TOO_MANY = "Too many requests"
+SPENDING_LIMIT = "personal-team-blocked:spending-limit"
+DOMAIN_REJECTED = (
+    "[WKE=account:email-domain-rejected] bad-credentials: the account's e-mail domain is rejected"
+)
+WS_TEXT_FORMATS = ("chunk", "delta")
 
 CLOUDFLARE_PAGE = """<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>\
 <meta http-equiv="Content-Type" content="text/html; charset=UTF-8">\
@@ -71,6 +77,8 @@ class Config:
     first_byte_delay: float = 0.0
     dialect: str = "modes"
     slow_delay: float = 2.0  # first-byte delay of the `slow` fault
+    ws_text_format: str = "chunk"  # socket answer text: `response.chunk` or output_text.delta
+    ws_idle_timeout: float = 60.0  # the socket closes (1000) after this long without traffic
 
 
 @dataclass
@@ -131,28 +139,28 @@ class Emulator:
         self._seq += 1
         return self._seq
 
-    def record(self, request: web.Request, body: Any, account: Account | None) -> None:
+    def record(self, request: web.Request, body: Any, account: Account | None) -> dict[str, Any]:
         """Keep what a request carried, minus cookie values and authorization."""
         headers = {
             k.lower(): v
             for k, v in request.headers.items()
             if k.lower() not in ("cookie", "authorization")
         }
-        self.requests.append(
-            {
-                "id": self.next_id(),
-                "time": time.time(),
-                "method": request.method,
-                "path": request.path,
-                "query": request.query_string,
-                "headers": headers,
-                "cookies": sorted(request.cookies.keys()),
-                "sso_rw_matches": bool(request.cookies.get("sso"))
-                and request.cookies.get("sso") == request.cookies.get("sso-rw"),
-                "body": None if body is _UNPARSED else body,
-                "email": account.email if account else None,
-            }
-        )
+        rec = {
+            "id": self.next_id(),
+            "time": time.time(),
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string,
+            "headers": headers,
+            "cookies": sorted(request.cookies.keys()),
+            "sso_rw_matches": bool(request.cookies.get("sso"))
+            and request.cookies.get("sso") == request.cookies.get("sso-rw"),
+            "body": None if body is _UNPARSED else body,
+            "email": account.email if account else None,
+        }
+        self.requests.append(rec)
+        return rec
 
     # --- streaming -------------------------------------------------------------------------
 
@@ -306,6 +314,9 @@ class Emulator:
         quota = account.quota(chat.quota_mode, now)
         if quota.remaining <= 0:
             return json_error(429, 8, TOO_MANY)
+        if fault == "spending":
+            account.consume_fault()
+            return json_error(402, 8, SPENDING_LIMIT)
         if fault == "inband":
             account.consume_fault()
             body = F.ndjson_line(F.error_body(8, TOO_MANY))
@@ -401,12 +412,15 @@ class Emulator:
             ("x-emulator-tokens", "tokens", int),
             ("x-emulator-tokens-per-second", "tokens_per_second", float),
             ("x-emulator-first-byte-delay", "first_byte_delay", float),
+            ("x-emulator-ws-idle-timeout", "ws_idle_timeout", float),
         ):
             value = request.headers.get(header)
             if value:
                 # A bad override is ignored: it is a test knob, not an upstream error.
                 with contextlib.suppress(ValueError):
                     setattr(cfg, attr, kind(value))
+        if request.headers.get("x-emulator-ws-text-format") in WS_TEXT_FORMATS:
+            cfg.ws_text_format = request.headers["x-emulator-ws-text-format"]
         return cfg
 
 
@@ -430,6 +444,7 @@ def authenticate(request: web.Request) -> Account | web.Response:
         "invalid": (403, 16, INVALID_CREDENTIALS),
         "blocked": (403, 16, BLOCKED_USER),
         "antibot": (403, 7, ANTI_BOT),
+        "domainrejected": (403, 3, DOMAIN_REJECTED),
     }
     if fault in answers:
         account.consume_fault()
@@ -453,11 +468,24 @@ async def record_and_screen(request: web.Request, handler: Any) -> web.StreamRes
     request["json_body"] = body
     token = request.cookies.get("sso")
     account = emu.accounts.get(token) if token else None
-    emu.record(request, body, account)
+    request["record"] = emu.record(request, body, account)
     if account is not None and account.active_fault() == "cloudflare":
         account.consume_fault()
         return cloudflare_response()
     return await handler(request)
+
+
+def _gateway_refusal(request: web.Request, continuation: bool = False) -> web.Response | None:
+    """In the `gateway` era HTTP text chat is refused as grok.com does; image generation works."""
+    if _emu(request).config.dialect != "gateway":
+        return None
+    try:
+        chat = validate_chat(_json(request), "gateway", continuation=continuation)
+    except InvalidBody:
+        chat = None  # grok.com's anti-bot screen answers before any body validation
+    if chat is not None and chat.image_count > 0:
+        return None
+    return json_error(403, 7, ANTI_BOT)
 
 
 def _check_attachments(account: Account, chat: ChatRequest) -> web.Response | None:
@@ -473,6 +501,9 @@ async def new_conversation(request: web.Request) -> web.StreamResponse:
     if isinstance(account, web.Response):
         return account
     emu = _emu(request)
+    refused = _gateway_refusal(request)
+    if refused is not None:
+        return refused
     try:
         chat = validate_chat(_json(request), emu.config.dialect)
     except InvalidBody as exc:
@@ -486,6 +517,9 @@ async def continue_conversation(request: web.Request) -> web.StreamResponse:
     if isinstance(account, web.Response):
         return account
     emu = _emu(request)
+    refused = _gateway_refusal(request, continuation=True)
+    if refused is not None:
+        return refused
     conv = emu.conversations.get(request.match_info["conversation_id"])
     if conv is None or conv.deleted or conv.owner_email != account.email:
         return json_error(404, 5, "Conversation not found")
@@ -567,7 +601,7 @@ async def auth_session(request: web.Request) -> web.Response:
         return web.json_response(F.session_body("unauthenticated"), dumps=F.dumps)
     account = _emu(request).accounts.get(sso)
     fault = account.active_fault()
-    if fault in ("invalid", "blocked"):
+    if fault in ("invalid", "blocked", "domainrejected"):
         account.consume_fault()
         status = "blocked" if fault == "blocked" else "unauthenticated"
         return web.json_response(F.session_body(status), dumps=F.dumps)
@@ -744,7 +778,7 @@ async def control_fault(request: web.Request) -> web.Response:
 
 
 async def control_config(request: web.Request) -> web.Response:
-    """POST /_emulator/config: tokens, tokens_per_second, first_byte_delay, dialect, slow_delay."""
+    """POST /_emulator/config: reply size and pace, dialect, slow_delay, ws_* socket options."""
     emu = _emu(request)
     body = await _control_body(request)
     cfg = replace(emu.config)
@@ -754,6 +788,7 @@ async def control_config(request: web.Request) -> web.Response:
             ("tokens_per_second", float),
             ("first_byte_delay", float),
             ("slow_delay", float),
+            ("ws_idle_timeout", float),
         ):
             if body.get(key) is not None:
                 setattr(cfg, key, kind(body[key]))
@@ -765,6 +800,14 @@ async def control_config(request: web.Request) -> web.Response:
                 text=json.dumps({"error": f"dialect must be one of {DIALECTS}"})
             )
         cfg.dialect = body["dialect"]
+    if body.get("ws_text_format") is not None:
+        if body["ws_text_format"] not in WS_TEXT_FORMATS:
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": f"ws_text_format must be one of {WS_TEXT_FORMATS}"})
+            )
+        cfg.ws_text_format = body["ws_text_format"]
+    if cfg.ws_idle_timeout <= 0:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "ws_idle_timeout must be > 0"}))
     if cfg.tokens < 1:
         raise web.HTTPBadRequest(text=json.dumps({"error": "tokens must be >= 1"}))
     emu.config = cfg
@@ -809,6 +852,9 @@ def create_app(config: Config | None = None) -> web.Application:
     app.router.add_post("/rest/app-chat/upload-file", upload_file)
     app.router.add_post("/http/upload-file-v2/direct", upload_file_v2)
     app.router.add_get("/assets/{path:.+}", asset)
+    from .gateway import mgw_socket  # the gateway builds on this module
+
+    app.router.add_get("/ws/mgw/", mgw_socket)
     app.router.add_get("/_emulator/health", control_health)
     app.router.add_post("/_emulator/reset", control_reset)
     app.router.add_get("/_emulator/requests", control_requests)

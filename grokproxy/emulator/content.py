@@ -40,6 +40,28 @@ def thinking_tokens(message: str) -> list[str]:
     return ["- The user", " asks:", f" {first}", ".\n", "- Plan", " a short", " answer", ".\n"]
 
 
+# A degraded gateway answers with fluent text that has nothing to do with the question.
+DEGRADED_QUERY = "current information and recent sources"
+_DEGRADED = (
+    "Recent sources agree that careful planning and steady progress matter more than any single"
+    " decision. Experts recommend reviewing the evidence, comparing several perspectives and"
+    " updating the plan as new information arrives. In practice this means small, reliable"
+    " steps, each checked against authoritative references."
+)
+
+
+def degraded_tokens(count: int) -> list[str]:
+    """Exactly `count` tokens of fluent text unrelated to any prompt."""
+    words = _DEGRADED.split(" ")
+    tokens = [words[0]] + [" " + w for w in words[1:]]
+    return [tokens[i % len(tokens)] for i in range(max(count, 1))]
+
+
+def uses_notetaker(message: str) -> bool:
+    """Whether a thinking reply also streams summary headlines (every other prompt, stably)."""
+    return hashlib.sha256(message.encode()).digest()[0] % 2 == 0
+
+
 def title_for(message: str) -> str:
     """The conversation title grok.com would generate (first words of the prompt)."""
     words = prompt_words(message)

@@ -5,7 +5,8 @@ that still carries `modelName` or `modelMode` is rejected. `model-mode` (E2): a 
 (and, when present, a known `modelName`; the 2026-02/03 browser captures send `modelMode`
 without `modelName`, so a missing `modelName` is accepted); `modeId` is rejected. `legacy` (E1):
 `modelName` in grok-latest/grok-3/grok-4 with optional `isReasoning` and `deepsearchPreset`;
-`modelMode`/`modeId` are rejected.
+`modelMode`/`modeId` are rejected. `gateway` (E4, 2026-08 →): chat moved to the `/ws/mgw/`
+WebSocket; HTTP chat bodies are read as in `modes` but refused unless they generate an image.
 
 What grok.com answers to a malformed body is not captured anywhere; the emulator answers what
 a gRPC-transcoded API plausibly does: HTTP 400 with `{"error":{"code":3,"message":...,
@@ -18,7 +19,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-DIALECTS = ("modes", "model-mode", "legacy")
+DIALECTS = ("modes", "model-mode", "legacy", "gateway")
+
+# The modes the E4 gateway accepts in `session.create` (`session.model`).
+GATEWAY_MODELS = ("auto", "fast", "expert", "heavy")
 
 MODE_IDS = ("auto", "fast", "expert", "heavy", "grok-420-computer-use-sa")
 
@@ -71,6 +75,16 @@ MODE_PROFILE: dict[str, tuple[str, str, str, str]] = {
 }
 
 _IMAGE_PROMPT = re.compile(r"\bdraw\b|image of|picture of|generate an image|画", re.IGNORECASE)
+
+
+def wants_image(message: str) -> bool:
+    """Whether a prompt asks for an image (the rule of both the HTTP chat and the gateway)."""
+    return bool(_IMAGE_PROMPT.search(message))
+
+
+def image_count_for(count: Any) -> int:
+    """Images per reply: the asked count clamped to 1..4, 2 when absent or invalid."""
+    return min(max(count if isinstance(count, int) and count > 0 else 2, 1), 4)
 
 
 class InvalidBody(ValueError):
@@ -128,7 +142,7 @@ def validate_chat(body: Any, dialect: str, *, continuation: bool = False) -> Cha
         body.get("modeId"),
     )
     thinking = False
-    if dialect == "modes":
+    if dialect in ("modes", "gateway"):
         if model_name is not None or model_mode is not None:
             raise InvalidBody("modelName and modelMode are no longer supported; use modeId")
         if mode_id not in MODE_IDS:
@@ -163,9 +177,8 @@ def validate_chat(body: Any, dialect: str, *, continuation: bool = False) -> Cha
 
     deepsearch = bool(body.get("workspaceIds")) or preset in ("default", "deeper")
     image_count = 0
-    if body.get("enableImageGeneration") and _IMAGE_PROMPT.search(message):
-        count = body.get("imageGenerationCount")
-        image_count = min(max(count if isinstance(count, int) and count > 0 else 2, 1), 4)
+    if body.get("enableImageGeneration") and wants_image(message):
+        image_count = image_count_for(body.get("imageGenerationCount"))
 
     parent = None
     if continuation:

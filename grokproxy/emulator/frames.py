@@ -488,7 +488,13 @@ def response_nodes_body(nodes: list[Frame]) -> Frame:
     }
 
 
-# --- E4 "mgw" WebSocket events: built for shape parity only; the emulator serves HTTP (E2/E3). ---
+# --- E4 "mgw" WebSocket events (served by gateway.py) -----------------------------------------
+# Without ids the builders give exactly the sample events; the gateway passes `response_id` and
+# `event_id`, and wraps each event with its session (`mgw_envelope`).
+
+CHANNEL_RESPONSE = "CHANNEL_ASSISTANT_RESPONSE"
+CHANNEL_ANALYSIS = "CHANNEL_ANALYSIS"
+CHANNEL_NOTETAKER = "CHANNEL_ASSISTANT_NOTETAKER_HEADER"
 
 
 def mgw_event(event_type: str, **fields: Any) -> Frame:
@@ -496,44 +502,139 @@ def mgw_event(event_type: str, **fields: Any) -> Frame:
     return {"event": {"type": event_type, **fields}}
 
 
-def mgw_text_chunk(text: str, channel: str = "CHANNEL_ASSISTANT_RESPONSE") -> Frame:
-    """An mgw `response.chunk` carrying text on a channel (answer or analysis)."""
-    return mgw_event("response.chunk", chunk={"text": {"text": text, "channel": channel}})
+def mgw_envelope(session_id: str | None, frame: Frame) -> Frame:
+    """A server message: the event with the session it belongs to (None when there is none)."""
+    return {"session_id": session_id, **frame}
 
 
-def mgw_tool_card_chunk(card_id: str, tool: str, query: str) -> Frame:
+def _chunk(chunk: Frame, response_id: str | None, event_id: str | None) -> Frame:
+    ids: dict[str, Any] = {}
+    if event_id is not None:
+        ids["event_id"] = event_id
+    if response_id is not None:
+        ids["response_id"] = response_id
+    return mgw_event("response.chunk", **ids, chunk=chunk)
+
+
+def mgw_text_chunk(
+    text: str,
+    channel: str = CHANNEL_RESPONSE,
+    *,
+    response_id: str | None = None,
+    event_id: str | None = None,
+) -> Frame:
+    """An mgw `response.chunk` carrying text on a channel (answer, analysis, notetaker)."""
+    return _chunk({"text": {"text": text, "channel": channel}}, response_id, event_id)
+
+
+def mgw_phase_chunk(
+    kind: str, *, response_id: str | None = None, event_id: str | None = None
+) -> Frame:
+    """A `phase_marker` chunk: `KIND_THINKING_START` or `KIND_RESPONSE_START`."""
+    return _chunk({"phase_marker": {"kind": kind}}, response_id, event_id)
+
+
+def mgw_tool_card_chunk(
+    card_id: str,
+    tool: str,
+    query: str,
+    *,
+    response_id: str | None = None,
+    event_id: str | None = None,
+) -> Frame:
     """An mgw `tool_usage_card` chunk (`tool` is `web_search` or `x_search`)."""
-    return mgw_event(
-        "response.chunk",
-        chunk={
-            "tool_usage_card": {"tool_usage_card_id": card_id, tool: {"args": {"query": query}}}
-        },
-    )
+    card = {"tool_usage_card_id": card_id, tool: {"args": {"query": query}}}
+    return _chunk({"tool_usage_card": card}, response_id, event_id)
+
+
+def mgw_web_results_chunk(
+    call_id: str,
+    pages: list[Frame],
+    *,
+    response_id: str | None = None,
+    event_id: str | None = None,
+) -> Frame:
+    """An mgw web-search `tool_result` chunk with `{url, title, snippet}` pages."""
+    result = {"tool_call_id": call_id, "web_search": {"webpages": pages}}
+    return _chunk({"tool_result": result}, response_id, event_id)
 
 
 def mgw_web_result_chunk(call_id: str, url: str, title: str, snippet: str) -> Frame:
-    """An mgw web-search `tool_result` chunk."""
-    page = {"url": url, "title": title, "snippet": snippet}
-    return mgw_event(
-        "response.chunk",
-        chunk={"tool_result": {"tool_call_id": call_id, "web_search": {"webpages": [page]}}},
-    )
+    """An mgw web-search `tool_result` chunk with one page."""
+    return mgw_web_results_chunk(call_id, [{"url": url, "title": title, "snippet": snippet}])
 
 
-def mgw_x_result_chunk(call_id: str, handle: str, name: str, text: str, post_id: str) -> Frame:
+def mgw_x_result_chunk(
+    call_id: str,
+    handle: str,
+    name: str,
+    text: str,
+    post_id: str,
+    *,
+    response_id: str | None = None,
+    event_id: str | None = None,
+) -> Frame:
     """An mgw X-search `tool_result` chunk."""
     post = {"userhandle": handle, "name": name, "text": text, "post_id": post_id}
-    return mgw_event(
-        "response.chunk",
-        chunk={"tool_result": {"tool_call_id": call_id, "x_post": {"posts": [post]}}},
-    )
+    result = {"tool_call_id": call_id, "x_post": {"posts": [post]}}
+    return _chunk({"tool_result": result}, response_id, event_id)
 
 
-def mgw_citation_chunk(cid: str, kind: str, url: str, citation_id: int) -> Frame:
+def mgw_citation_chunk(
+    cid: str,
+    kind: str,
+    url: str,
+    citation_id: int,
+    *,
+    response_id: str | None = None,
+    event_id: str | None = None,
+) -> Frame:
     """An mgw `render_citation` chunk."""
-    return mgw_event(
-        "response.chunk",
-        chunk={
-            "render_citation": {"id": cid, "kind": kind, "url": url, "citation_id": citation_id}
-        },
+    citation = {"id": cid, "kind": kind, "url": url, "citation_id": citation_id}
+    return _chunk({"render_citation": citation}, response_id, event_id)
+
+
+def mgw_grok_output(response_id: str, output: Frame) -> Frame:
+    """A `response.grok.output` event (`card_attachment` or `stream_error`)."""
+    return mgw_event("response.grok.output", response_id=response_id, output=output)
+
+
+def mgw_citation_card(response_id: str, card_id: str, url: str, title: str) -> Frame:
+    """The citation card a `grok:render` tag's `card_id` points at."""
+    return mgw_grok_output(
+        response_id, {"card_attachment": {"id": card_id, "url": url, "title": title}}
     )
+
+
+def mgw_image_card(response_id: str, card_id: str, url: str) -> Frame:
+    """A generated image (url relative to assets.grok.com)."""
+    card = {"id": card_id, "card_type": "generated_image_card", "url": url}
+    return mgw_grok_output(response_id, {"card_attachment": card})
+
+
+def mgw_stream_error(response_id: str, message: str) -> Frame:
+    """The in-band failure of a reply (usage limit), followed by a failed `response.done`."""
+    return mgw_grok_output(response_id, {"stream_error": {"message": message}})
+
+
+def mgw_text_delta(response_id: str, delta: str) -> Frame:
+    """Answer text in the Realtime form (`ws_text_format` = `delta`)."""
+    return mgw_event("response.output_text.delta", response_id=response_id, delta=delta)
+
+
+def mgw_text_done(response_id: str, text: str) -> Frame:
+    """The Realtime end of the answer text: the whole text once more."""
+    return mgw_event("response.output_text.done", response_id=response_id, text=text)
+
+
+def mgw_response(event_type: str, response_id: str, status: str, **fields: Any) -> Frame:
+    """`response.created` / `response.done` with `{response:{id, status}}`."""
+    return mgw_event(event_type, **fields, response={"id": response_id, "status": status})
+
+
+def mgw_error(code: str, message: str, client_event_id: str | None = None) -> Frame:
+    """An `error` event; `client_event_id` names the client event it answers, when known."""
+    fields: dict[str, Any] = {}
+    if client_event_id is not None:
+        fields["client_event_id"] = client_event_id
+    return mgw_event("error", **fields, error={"code": code, "message": message})
