@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -209,6 +210,7 @@ def _connect_websockets(
             close_timeout=CLOSE_TIMEOUT,
             max_size=MAX_MESSAGE_BYTES,
             compression="deflate",
+            legacy=True,  # the connection outlives this call; GatewayReply closes it
         )
     except InvalidStatus as exc:
         response = exc.response
@@ -225,28 +227,47 @@ def _connect_curl(
 ) -> _Socket:
     from curl_cffi import requests as curl_requests
 
-    headers["Sec-WebSocket-Protocol"] = SUBPROTOCOL
     session = curl_requests.Session(impersonate=settings.impersonate)
+    timeout = (settings.connect_timeout, settings.read_timeout)
     try:
         ws = session.ws_connect(
             url,
-            headers=headers,
+            headers={**headers, "Sec-WebSocket-Protocol": SUBPROTOCOL},
             proxy=proxy,
-            timeout=(settings.connect_timeout, settings.read_timeout),
+            timeout=timeout,
             max_message_size=MAX_MESSAGE_BYTES,
         )
     except Exception as exc:
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None)
-        if isinstance(status, int) and status not in (0, 101):
-            content_type = (response.headers or {}).get("content-type", "") or ""
-            try:
-                body = (response.content or b"")[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
-            except Exception:
-                body = ""
-            raise _refused(status, content_type, body) from None
-        raise _network_error(exc, proxy) from None
+        refused = _REFUSED_UPGRADE.search(str(exc))
+        if refused is None:
+            raise _network_error(exc, proxy) from None
+        # libcurl keeps only the status of a refused upgrade. The refusal's body says whose
+        # fault it is (a Cloudflare page, anti-bot code 7, a dead session's code 16), and the
+        # same request without the upgrade gets the same answer: ask once more to read it.
+        raise _diagnose(session, url, headers, proxy, timeout, int(refused.group(1))) from None
     return _CurlSocket(ws, proxy)
+
+
+_REFUSED_UPGRADE = re.compile(r"Refused WebSocket upgrade: (\d{3})")
+
+
+def _diagnose(
+    session: Any,
+    url: str,
+    headers: dict[str, str],
+    proxy: str | None,
+    timeout: tuple[float, float],
+    status: int,
+) -> GrokError:
+    http_url = "http" + url[2:]  # ws:// -> http://, wss:// -> https://
+    try:
+        answer = session.get(http_url, headers=headers, proxy=proxy, timeout=timeout)
+    except Exception:
+        return _refused(status, "", "")
+    if answer.status_code != status:
+        return _refused(status, "", "")
+    body = (answer.content or b"")[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+    return _refused(status, answer.headers.get("content-type") or "", body)
 
 
 def _refused(status: int, content_type: str, body: str) -> GrokError:
