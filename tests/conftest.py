@@ -26,6 +26,10 @@ TEST_SECRET_KEY = "test-secret-key-for-grokproxy-tests-only"
 ADMIN_PASSWORD = "admin-password-for-tests"
 POOL_KEY = "sk-pool-key-for-tests"
 
+# Copies of public grok.com samples (each file's first line names its source), kept in the
+# repository so the suite runs on any machine.
+UPSTREAM_SAMPLES = Path(__file__).resolve().parent / "fixtures" / "upstream"
+
 # Settings every test app starts from; a test passes overrides for what it exercises.
 BASE_SETTINGS: dict[str, Any] = {
     "SECRET_KEY": TEST_SECRET_KEY,
@@ -38,6 +42,16 @@ BASE_SETTINGS: dict[str, Any] = {
     "UPSTREAM_CONNECT_TIMEOUT": 2.0,
     "UPSTREAM_READ_TIMEOUT": 10.0,
 }
+
+
+def sample_bytes(name: str) -> bytes:
+    """An upstream sample's bytes without its provenance line."""
+    return (UPSTREAM_SAMPLES / name).read_bytes().split(b"\n", 1)[1]
+
+
+def sample_text(name: str) -> str:
+    """An upstream sample's text without its provenance line."""
+    return sample_bytes(name).decode("utf-8")
 
 
 def postgres_url() -> str | None:
