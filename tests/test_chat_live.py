@@ -9,7 +9,9 @@ import openai
 import pytest
 import requests
 
+from grokproxy.extensions import db
 from grokproxy.grok.catalog import DEFAULT_MODELS
+from grokproxy.models import Account, AccountStatus
 
 from conftest import POOL_KEY
 
@@ -289,3 +291,33 @@ def test_cors_preflight_passes_without_auth_and_reflects_headers(live):
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "x-stainless-os" in response.headers["Access-Control-Allow-Headers"]
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+def test_a_stream_that_dies_midway_counts_against_its_account(live):
+    # One account only: nothing can fail over, and the failure is that account's to carry.
+    app, url = live(["emu-dies-midstream-0001"])
+    response = requests.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "grok-3", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        headers={"Authorization": f"Bearer {POOL_KEY}"},
+        stream=True,
+        timeout=30,
+    )
+    assert response.status_code == 200
+    events = sse_events(response)
+    chunks = [event for event in events if isinstance(event, dict)]
+    assert any(c["choices"][0]["delta"].get("content") for c in chunks if c.get("choices"))
+    assert "error" in chunks[-1] and events[-1] == "[DONE]"
+
+    # The outcome is recorded once the response is closed, just after the last byte.
+    deadline = time.monotonic() + 5
+    while True:
+        with app.app_context():
+            account = db.session.scalars(db.select(Account)).one()
+            fail_count, last_error, status = account.fail_count, account.last_error, account.status
+        if fail_count or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert fail_count == 1
+    assert last_error.startswith("broken: ")
+    assert status == AccountStatus.ACTIVE  # counted, not benched: a dropped stream is not a ban
