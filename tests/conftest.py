@@ -3,11 +3,13 @@ TEST_DATABASE_URL is set), its test client and CLI runner, and a live server in 
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from werkzeug.serving import make_server
 
 from grokproxy import create_app
 from grokproxy.dbupgrade import upgrade_database
+from grokproxy.emulator.accounts import email_for
 from grokproxy.extensions import db
 
 from emulator_fixtures import emu, emulator  # noqa: F401  (the fake grok.com)
@@ -25,6 +28,11 @@ from emulator_fixtures import emu, emulator  # noqa: F401  (the fake grok.com)
 TEST_SECRET_KEY = "test-secret-key-for-grokproxy-tests-only"
 ADMIN_PASSWORD = "admin-password-for-tests"
 POOL_KEY = "sk-pool-key-for-tests"
+CHAT = {"model": "grok-3", "messages": [{"role": "user", "content": "hello"}]}
+
+# Copies of public grok.com samples (each file's first line names its source), kept in the
+# repository so the suite runs on any machine.
+UPSTREAM_SAMPLES = Path(__file__).resolve().parent / "fixtures" / "upstream"
 
 # Settings every test app starts from; a test passes overrides for what it exercises.
 BASE_SETTINGS: dict[str, Any] = {
@@ -38,6 +46,28 @@ BASE_SETTINGS: dict[str, Any] = {
     "UPSTREAM_CONNECT_TIMEOUT": 2.0,
     "UPSTREAM_READ_TIMEOUT": 10.0,
 }
+
+
+def sample_bytes(name: str) -> bytes:
+    """An upstream sample's bytes without its provenance line."""
+    return (UPSTREAM_SAMPLES / name).read_bytes().split(b"\n", 1)[1]
+
+
+def sample_text(name: str) -> str:
+    """An upstream sample's text without its provenance line."""
+    return sample_bytes(name).decode("utf-8")
+
+
+def md5_of(token: str) -> str:
+    """The `email_md5` key of the account the emulator reports for `token`."""
+    return hashlib.md5(email_for(token).encode(), usedforsecurity=False).hexdigest()
+
+
+def error_of(response: Any, status: int) -> dict[str, Any]:
+    """The `error` object of a JSON error answer, after checking its status and type."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    return response.get_json()["error"]
 
 
 def postgres_url() -> str | None:
@@ -156,7 +186,6 @@ def repo_root() -> Path:
 @pytest.fixture
 def add_accounts():
     """Factory: `add_accounts(app, tokens)` stores pool accounts directly, returns their ids."""
-    from grokproxy.emulator.accounts import email_for
     from grokproxy.models import Account
 
     def add(app, tokens: list[str]) -> list[int]:
@@ -181,6 +210,92 @@ def emu_app(make_app, emu):  # noqa: F811  (the fixture imported above)
         return make_app(GROK_BASE_URL=emu.base_url, GROK_ASSETS_URL=emu.assets_url, **settings)
 
     return build
+
+
+@pytest.fixture
+def live(emu_app, add_accounts, serve):
+    """Factory: `live(tokens, **settings)` serves an emulator-backed app; returns (app, url)."""
+
+    def start(tokens: Sequence[str], **settings: Any) -> tuple[Any, str]:
+        app = emu_app(**settings)
+        add_accounts(app, list(tokens))
+        return app, serve(app)
+
+    return start
+
+
+class Gateway:
+    """One app driven through its HTTP API; keeps every answer for the token-leak check."""
+
+    def __init__(self, app: Any, ids: list[int], tokens: list[str], admin: dict[str, str]):
+        self.app = app
+        self.ids = ids
+        self.tokens = tokens
+        self.client = app.test_client()
+        self.answers: list[str] = []
+        self._admin = admin
+
+    def _keep(self, response: Any) -> Any:
+        self.answers.append(response.get_data(as_text=True))
+        return response
+
+    def add(self, *tokens: str) -> dict[str, Any]:
+        """Add or refresh pool tokens through the admin API; its JSON answer."""
+        self.tokens += tokens
+        response = self._keep(
+            self.client.post(
+                "/api/batch-add-grok-token",
+                json={"sso_token_list": list(tokens)},
+                headers=self._admin,
+            )
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """The admin listing of the pool, oldest account first."""
+        response = self._keep(
+            self.client.get("/api/get-grok-list?page_size=100", headers=self._admin)
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()["data"]
+
+    def login(self, name: str, token: str | None = None) -> str:
+        """Bind `name` to the account of `token` (the first pool token by default); its API key."""
+        md5 = md5_of(token if token is not None else self.tokens[0])
+        response = self._keep(
+            self.client.post(
+                "/api/login", json={"user_name": name, "email_md5": md5}, headers=self._admin
+            )
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()["api_key"]
+
+    def chat(self, key: str = POOL_KEY, body: dict[str, Any] = CHAT, status: int = 200) -> Any:
+        """POST a chat completion with `key`, checking the answer's status."""
+        headers = {"Authorization": f"Bearer {key}"}
+        response = self._keep(self.client.post("/v1/chat/completions", json=body, headers=headers))
+        assert response.status_code == status, response.get_data(as_text=True)
+        return response
+
+
+@pytest.fixture
+def make_gateway(emu_app, add_accounts, admin_headers, caplog) -> Iterator[Callable[..., Gateway]]:
+    """Factory: `make_gateway(tokens, **settings)`; on teardown no answer or log holds a token."""
+    caplog.set_level(logging.DEBUG)
+    gateways: list[Gateway] = []
+
+    def build(tokens: Sequence[str] = (), **settings: Any) -> Gateway:
+        app = emu_app(**settings)
+        gateway = Gateway(app, add_accounts(app, list(tokens)), list(tokens), admin_headers)
+        gateways.append(gateway)
+        return gateway
+
+    yield build
+    logged = [record.getMessage() for record in caplog.records]
+    for gateway in gateways:
+        for said in gateway.answers + logged:
+            assert not any(token in said for token in gateway.tokens)
 
 
 def reply_events(reply, heartbeat: float | None = None) -> Iterator[Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import pytest
@@ -10,14 +9,12 @@ import pytest
 from grokproxy.extensions import db
 from grokproxy.models import Account
 
+from conftest import md5_of
+
 GOOD_1 = "cli-good-token-one-0123456789abcdef"
 GOOD_2 = "cli-good-token-two-0123456789abcdef"
 INVALID = "emu-invalid-cli-token-0123456789ab"
 SECRETS = (GOOD_1, GOOD_2, INVALID)
-
-
-def md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 @pytest.fixture
@@ -45,7 +42,7 @@ def test_add_reads_a_file_skipping_comments_and_blank_lines(cli, emu, tmp_path):
     source.write_text(f"# pool of 2025-11\n{GOOD_1}\n\n  sso={GOOD_2};  \n# end\n{INVALID}\n")
     result = cli("add", str(source))
     assert result.exit_code == 0, result.output
-    assert f"added      {md5(emu.email(GOOD_1))}" in result.output
+    assert f"added      {md5_of(GOOD_1)}" in result.output
     assert "line 6" in result.output and "rejected" in result.output
     assert "2 stored, 1 failed" in result.output
     with cli.app.app_context():
@@ -73,14 +70,14 @@ def test_list_shows_previews_and_statuses(cli, emu):
     cli("add", "-", input=f"{GOOD_1}\n{GOOD_2}\n")
     result = cli("list")
     assert result.exit_code == 0
-    assert md5(emu.email(GOOD_1)) in result.output and "active" in result.output
+    assert md5_of(GOOD_1) in result.output and "active" in result.output
     assert "cli-go…cdef" in result.output
     assert "2 accounts" in result.output
 
 
 def test_delete_by_md5(cli, emu):
     cli("add", "-", input=f"{GOOD_1}\n{GOOD_2}\n")
-    key = md5(emu.email(GOOD_1))
+    key = md5_of(GOOD_1)
     result = cli("delete", key, "f" * 32)
     assert result.exit_code == 0
     assert f"deleted    {key}" in result.output and "not found  " + "f" * 32 in result.output

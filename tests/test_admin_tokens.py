@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import timedelta
 
@@ -14,6 +13,8 @@ from grokproxy.extensions import db
 from grokproxy.grok import errors as grok_errors
 from grokproxy.models import Account, AccountStatus, Conversation, User, utcnow
 
+from conftest import md5_of
+
 GOOD_1 = "good-admin-token-one-0123456789abcdef"
 GOOD_2 = "good-admin-token-two-0123456789abcdef"
 INVALID = "emu-invalid-admin-token-0123456789"
@@ -22,10 +23,6 @@ CLOUDFLARE = "emu-cloudflare-admin-token-012345"
 OVERLONG = "L" * 5000
 SPACED = "good-admin token-with-space-0123456789"
 SECRETS = (GOOD_1, GOOD_2, INVALID, BLOCKED, CLOUDFLARE, OVERLONG, SPACED)
-
-
-def md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 @pytest.fixture
@@ -97,8 +94,8 @@ def test_batch_add_stores_exactly_the_good_tokens_and_reports_each_other_one(api
     assert response.status_code == 200
     body = response.get_json()
     assert body["email_list"] == [
-        {"email": emu.email(GOOD_1), "email_md5": md5(emu.email(GOOD_1)), "status": "added"},
-        {"email": emu.email(GOOD_2), "email_md5": md5(emu.email(GOOD_2)), "status": "added"},
+        {"email": emu.email(GOOD_1), "email_md5": md5_of(GOOD_1), "status": "added"},
+        {"email": emu.email(GOOD_2), "email_md5": md5_of(GOOD_2), "status": "added"},
     ]
     failed = {entry["index"]: entry for entry in body["failed"]}
     assert sorted(failed) == [1, 3, 4, 5, 6, 7, 8, 9, 10]
@@ -150,7 +147,7 @@ def test_a_used_up_quota_blocks_that_mode_for_the_cooldown(api, emu):
     emu.set_quota("heavy", token=GOOD_1, remaining=0)
     api.add(GOOD_1, GOOD_2)
     with api.app.app_context():
-        assert {pool.pick_account("heavy").email_md5 for _ in range(3)} == {md5(emu.email(GOOD_2))}
+        assert {pool.pick_account("heavy").email_md5 for _ in range(3)} == {md5_of(GOOD_2)}
 
 
 def test_same_token_again_is_unchanged(api):
@@ -172,7 +169,7 @@ def test_new_token_for_a_known_email_replaces_it_and_revives_the_account(api, em
         pool.mark_invalid(account.id, "invalid_credentials: expired")
     body = api.add(GOOD_1).get_json()
     assert body["email_list"] == [
-        {"email": emu.email(GOOD_1), "email_md5": md5(emu.email(GOOD_1)), "status": "updated"}
+        {"email": emu.email(GOOD_1), "email_md5": md5_of(GOOD_1), "status": "updated"}
     ]
     (account,) = stored(api.app)
     assert box.decrypt(account.token_encrypted) == GOOD_1
@@ -216,22 +213,23 @@ def test_more_than_500_tokens_is_a_400_and_nothing_is_stored(api, emu):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "field"),
     [
-        {"sso_token_list": GOOD_1},
-        {"sso_token_list": {"a": GOOD_1}},
-        {"sso_token_list": []},
-        {"tokens": [GOOD_1]},
-        [GOOD_1],
-        "just a string",
+        ({"sso_token_list": GOOD_1}, "sso_token_list"),
+        ({"sso_token_list": {"a": GOOD_1}}, "sso_token_list"),
+        ({"sso_token_list": []}, "sso_token_list"),
+        ({"tokens": [GOOD_1]}, "sso_token_list"),
+        # Not a JSON object at all: the whole body is at fault, not one field.
+        ([GOOD_1], "_schema"),
+        ("just a string", "_schema"),
     ],
 )
-def test_a_body_without_a_token_list_is_a_clear_400(api, body):
+def test_a_body_without_a_token_list_is_a_clear_400(api, body, field):
     response = api.post("/api/batch-add-grok-token", json=body)
     assert response.status_code == 400
     error = response.get_json()["error"]
-    assert error["message"].startswith("invalid request")
-    assert "sso_token_list" in error["details"] or "_schema" in error["details"]
+    assert error["message"].startswith(f"invalid request: {field}: ")
+    assert list(error["details"]) == [field]
     assert stored(api.app) == []
 
 
@@ -428,7 +426,7 @@ def test_no_answer_or_log_line_contains_a_token(api, emu, caplog):
     api.post("/api/get-grok-list", json={"page_size": 100})
     with api.app.app_context():
         tokens.refresh_quotas()
-    api.post("/api/delete-grok-token", json={"email_md5_list": [md5(emu.email(GOOD_2))]})
+    api.post("/api/delete-grok-token", json={"email_md5_list": [md5_of(GOOD_2)]})
     assert caplog.records, "the flow should log something"
     for record in caplog.records:
         assert_no_secret(record.getMessage())

@@ -9,25 +9,15 @@ import openai
 import pytest
 import requests
 
+from grokproxy.extensions import db
 from grokproxy.grok.catalog import DEFAULT_MODELS
+from grokproxy.models import Account, AccountStatus
 
 from conftest import POOL_KEY
 
 MODELS = [spec.name for spec in DEFAULT_MODELS]
 DIALECTS = ["modes", "model-mode", "legacy"]
 HEALTHY = ["emu-good-account-one-0001", "emu-good-account-two-0002"]
-
-
-@pytest.fixture
-def live(emu_app, add_accounts, serve):
-    """Factory: a live server over the emulator with two healthy pool accounts."""
-
-    def start(tokens=HEALTHY, **settings):
-        app = emu_app(**settings)
-        add_accounts(app, list(tokens))
-        return serve(app), app
-
-    return start
 
 
 def sdk(base_url: str, key: str = POOL_KEY) -> openai.OpenAI:
@@ -49,7 +39,7 @@ def sse_events(response: requests.Response) -> list[dict | str]:
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_sdk_streams_and_non_streams_every_model_in_every_dialect(live, emu, dialect):
     emu.configure(dialect=dialect)
-    url, _ = live(GROK_DIALECT=dialect)
+    _, url = live(HEALTHY, GROK_DIALECT=dialect)
     client = sdk(url)
     for model in MODELS:
         completion = client.chat.completions.create(
@@ -77,7 +67,7 @@ def test_sdk_streams_and_non_streams_every_model_in_every_dialect(live, emu, dia
 
 
 def test_thinking_arrives_in_reasoning_content(live):
-    url, _ = live()
+    _, url = live(HEALTHY)
     stream = sdk(url).chat.completions.create(
         model="grok-3-thinking", messages=[{"role": "user", "content": "think"}], stream=True
     )
@@ -93,7 +83,7 @@ def test_thinking_arrives_in_reasoning_content(live):
 
 
 def test_think_tags_format_puts_reasoning_in_content(live):
-    url, _ = live(THINKING_FORMAT="think_tags")
+    _, url = live(HEALTHY, THINKING_FORMAT="think_tags")
     completion = sdk(url).chat.completions.create(
         model="grok-4", messages=[{"role": "user", "content": "think"}]
     )
@@ -102,7 +92,7 @@ def test_think_tags_format_puts_reasoning_in_content(live):
 
 
 def test_deepsearch_answer_shows_steps_and_citations_readably(live):
-    url, _ = live()
+    _, url = live(HEALTHY)
     completion = sdk(url).chat.completions.create(
         model="grok-3-deepsearch", messages=[{"role": "user", "content": "latest AI news"}]
     )
@@ -115,7 +105,7 @@ def test_deepsearch_answer_shows_steps_and_citations_readably(live):
 
 
 def test_image_answer_links_to_an_image_grokproxy_serves(live):
-    url, _ = live()
+    _, url = live(HEALTHY)
     completion = sdk(url).chat.completions.create(
         model="grok-3", messages=[{"role": "user", "content": "draw an image of a cat"}]
     )
@@ -129,7 +119,7 @@ def test_image_answer_links_to_an_image_grokproxy_serves(live):
 
 
 def test_image_links_use_public_url_when_set(live):
-    url, _ = live(PUBLIC_URL="https://gw.example.com")
+    _, url = live(HEALTHY, PUBLIC_URL="https://gw.example.com")
     completion = sdk(url).chat.completions.create(
         model="grok-3", messages=[{"role": "user", "content": "draw an image of a dog"}]
     )
@@ -137,14 +127,14 @@ def test_image_links_use_public_url_when_set(live):
 
 
 def test_a_forged_image_link_is_a_json_404(live):
-    url, _ = live()
+    _, url = live(HEALTHY)
     response = requests.get(f"{url}/images/not-a-signed-link", timeout=10)
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found_error"
 
 
 def test_inband_error_before_first_byte_is_a_json_error(live, emu):
-    url, _ = live(tokens=[])
+    _, url = live([])
     response = requests.post(
         f"{url}/v1/chat/completions",
         headers={"Authorization": "Bearer emu-inband-caller-own-token"},
@@ -158,7 +148,7 @@ def test_inband_error_before_first_byte_is_a_json_error(live, emu):
 
 
 def test_failure_after_first_byte_is_an_error_event_then_done(live, emu):
-    url, _ = live(tokens=[])
+    _, url = live([])
     emu.configure(tokens=40)
     response = requests.post(
         f"{url}/v1/chat/completions",
@@ -176,7 +166,7 @@ def test_failure_after_first_byte_is_an_error_event_then_done(live, emu):
 
 
 def test_client_hang_up_closes_the_upstream_connection_within_a_second(live, emu):
-    url, _ = live()
+    _, url = live(HEALTHY)
     emu.configure(tokens=400, tokens_per_second=20)
     response = requests.post(
         f"{url}/v1/chat/completions",
@@ -200,7 +190,7 @@ def test_client_hang_up_closes_the_upstream_connection_within_a_second(live, emu
 
 
 def test_keep_alive_comments_flow_while_upstream_is_silent(live, emu):
-    url, _ = live(SSE_KEEPALIVE_SECONDS=0.2)
+    _, url = live(HEALTHY, SSE_KEEPALIVE_SECONDS=0.2)
     emu.configure(tokens=6, tokens_per_second=2)
     response = requests.post(
         f"{url}/v1/chat/completions",
@@ -216,7 +206,7 @@ def test_keep_alive_comments_flow_while_upstream_is_silent(live, emu):
 
 
 def test_usage_chunk_only_when_asked(live):
-    url, _ = live()
+    _, url = live(HEALTHY)
     client = sdk(url)
     plain = list(
         client.chat.completions.create(
@@ -236,7 +226,7 @@ def test_usage_chunk_only_when_asked(live):
 
 
 def test_stream_headers_and_ids(live):
-    url, _ = live()
+    _, url = live(HEALTHY)
     response = requests.post(
         f"{url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {POOL_KEY}"},
@@ -255,7 +245,7 @@ def test_stream_headers_and_ids(live):
 
 
 def test_image_input_is_uploaded_and_attached(live, emu):
-    url, _ = live()
+    _, url = live(HEALTHY)
     png = (
         "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
         "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -280,14 +270,14 @@ def test_image_input_is_uploaded_and_attached(live, emu):
 
 
 def test_models_list_matches_the_catalog(live):
-    url, _ = live()
+    _, url = live(HEALTHY)
     models = sdk(url).models.list()
     assert [m.id for m in models.data] == MODELS
     assert all(m.owned_by and m.created for m in models.data)
 
 
 def test_cors_preflight_passes_without_auth_and_reflects_headers(live):
-    url, _ = live()
+    _, url = live(HEALTHY)
     response = requests.options(
         f"{url}/v1/chat/completions",
         headers={
@@ -301,3 +291,33 @@ def test_cors_preflight_passes_without_auth_and_reflects_headers(live):
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "x-stainless-os" in response.headers["Access-Control-Allow-Headers"]
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+def test_a_stream_that_dies_midway_counts_against_its_account(live):
+    # One account only: nothing can fail over, and the failure is that account's to carry.
+    app, url = live(["emu-dies-midstream-0001"])
+    response = requests.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "grok-3", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        headers={"Authorization": f"Bearer {POOL_KEY}"},
+        stream=True,
+        timeout=30,
+    )
+    assert response.status_code == 200
+    events = sse_events(response)
+    chunks = [event for event in events if isinstance(event, dict)]
+    assert any(c["choices"][0]["delta"].get("content") for c in chunks if c.get("choices"))
+    assert "error" in chunks[-1] and events[-1] == "[DONE]"
+
+    # The outcome is recorded once the response is closed, just after the last byte.
+    deadline = time.monotonic() + 5
+    while True:
+        with app.app_context():
+            account = db.session.scalars(db.select(Account)).one()
+            fail_count, last_error, status = account.fail_count, account.last_error, account.status
+        if fail_count or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert fail_count == 1
+    assert last_error.startswith("broken: ")
+    assert status == AccountStatus.ACTIVE  # counted, not benched: a dropped stream is not a ban

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
@@ -15,17 +14,13 @@ from grokproxy.emulator.accounts import email_for
 from grokproxy.extensions import db
 from grokproxy.models import Conversation, User
 
-from conftest import POOL_KEY
+from conftest import POOL_KEY, md5_of
 
 SHARED = "emu-shared-account-0001"
 SECOND = "emu-second-account-0002"
 THIRD = "emu-third-account-0003"
 POOL_AUTH = {"Authorization": f"Bearer {POOL_KEY}"}
 NEW_PATH = "/rest/app-chat/conversations/new"
-
-
-def md5_of(token: str) -> str:
-    return hashlib.md5(email_for(token).encode(), usedforsecurity=False).hexdigest()
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -40,29 +35,9 @@ def ask(text: str, conversation_id: str | None = None, **extra) -> dict:
 
 
 @pytest.fixture
-def gateway(emu_app, add_accounts, admin_headers):
-    """An app over the emulator with three accounts; `gateway.login(name, token)` gives a key."""
-
-    class Gateway:
-        app = emu_app()
-        ids = add_accounts(app, [SHARED, SECOND, THIRD])
-        client = app.test_client()
-
-        def login(self, name: str, token: str = SHARED) -> str:
-            response = self.client.post(
-                "/api/login",
-                json={"user_name": name, "email_md5": md5_of(token)},
-                headers=admin_headers,
-            )
-            assert response.status_code == 200, response.get_data(as_text=True)
-            return response.get_json()["api_key"]
-
-        def chat(self, key: str, body: dict, status: int = 200):
-            response = self.client.post("/v1/chat/completions", json=body, headers=bearer(key))
-            assert response.status_code == status, response.get_data(as_text=True)
-            return response
-
-    return Gateway()
+def gateway(make_gateway):
+    """A gateway over the emulator with three accounts, SHARED first."""
+    return make_gateway([SHARED, SECOND, THIRD])
 
 
 def continuations(emu, conversation_id: str) -> list[dict]:

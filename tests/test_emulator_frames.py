@@ -1,4 +1,4 @@
-"""Every file of shared/upstream-samples/ replayed through the emulator's own frame builders.
+"""Every sample of tests/fixtures/upstream/ replayed through the emulator's own frame builders.
 
 Shapes are compared as ordered key paths with leaf JSON types (values may differ). The real
 2026-03-08 capture must match exactly, frame by frame. The chenyme fixtures are hand-trimmed test
@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from grokproxy.emulator import content
 from grokproxy.emulator import frames as F
@@ -21,16 +18,7 @@ from grokproxy.emulator.accounts import AccountBook
 from grokproxy.emulator.app import Config, Conversation, Emulator
 from grokproxy.emulator.dialects import validate_chat
 
-SAMPLES = Path("/work/shared/upstream-samples")
-if not SAMPLES.is_dir():  # the samples live beside the repository
-    SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "upstream-samples"
-
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="upstream samples not available")
-
-
-def sample_text(name: str) -> str:
-    """A sample's content without its provenance line."""
-    return (SAMPLES / name).read_text(encoding="utf-8").split("\n", 1)[1]
+from conftest import UPSTREAM_SAMPLES, sample_text
 
 
 def sample_json(name: str) -> Any:
@@ -326,7 +314,7 @@ def test_every_sample_file_is_covered() -> None:
         "upload-file-v2-direct-response.json", "video-streaming-frames-fixture.ndjson",
         "web-search-result-item-shape-2026-02.json",
     }  # fmt: skip
-    assert {p.name for p in SAMPLES.iterdir()} <= covered
+    assert {p.name for p in UPSTREAM_SAMPLES.iterdir()} <= covered
 
 
 def test_answer_text_is_deterministic_and_sized() -> None:

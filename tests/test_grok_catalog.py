@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 
 from grokproxy.grok.catalog import DEFAULT_MODELS, CatalogError, load_catalog
 from grokproxy.grok.payload import build_chat_body
 
-SAMPLES = Path("/work/shared/upstream-samples")
+from conftest import sample_text
+
 EXPECTED = [
     "grok-2", "grok-3", "grok-3-thinking", "grok-3-deepsearch", "grok-3-deepersearch",
     "grok-4", "grok-4-thinking", "grok-auto", "grok-fast", "grok-expert", "grok-heavy",
@@ -19,7 +19,7 @@ EXPECTED = [
 
 
 def sample_json(name: str) -> dict:
-    return json.loads((SAMPLES / name).read_text().split("\n", 1)[1])
+    return json.loads(sample_text(name))
 
 
 def test_default_catalog_has_every_public_model_in_order():

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -34,19 +33,16 @@ from grokproxy.grok.events import (
 from grokproxy.grok.settings import GrokSettings
 from grokproxy.grok.transport import ProxyRotator, Transport, UpstreamResponse
 
-from conftest import reply_events
+from conftest import reply_events, sample_bytes
 
-SAMPLES = Path("/work/shared/upstream-samples")
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzZXNzaW9uX2lkIjoidGVzdCJ9.c2lnbmF0dXJl"
 TRANSPORTS = [None, "chrome136"]  # plain requests, curl_cffi impersonation
-
-
-def sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes().split(b"\n", 1)[1]
+JSON = "application/json"
 
 
 def first_line(name: str) -> bytes:
-    return sample(name).strip().splitlines()[0] if name.endswith("ndjson") else sample(name)
+    body = sample_bytes(name)
+    return body.strip().splitlines()[0] if name.endswith("ndjson") else body
 
 
 class FakeGrok:
@@ -139,7 +135,7 @@ def client_for(base_url: str, impersonate: str | None = None, **extra: Any) -> G
     return GrokClient(settings, Transport(settings))
 
 
-CAPTURE = sample("real-capture-2026-03-08-new-conversation-auto.ndjson")
+CAPTURE = sample_bytes("real-capture-2026-03-08-new-conversation-auto.ndjson")
 
 
 # ---- chat streams ---------------------------------------------------------------------------
@@ -184,8 +180,8 @@ def test_continuation_posts_to_the_conversation_responses(fake_grok):
 @pytest.mark.parametrize(
     ("status", "ctype", "body", "cls"),
     [
-        (429, "application/json", sample("error-too-many-requests-code8.json"), RateLimited),
-        (403, "application/json", sample("error-invalid-sso-code16.json"), InvalidCredentials),
+        (429, JSON, sample_bytes("error-too-many-requests-code8.json"), RateLimited),
+        (403, JSON, sample_bytes("error-invalid-sso-code16.json"), InvalidCredentials),
         (403, "text/html", b"<html><title>Just a moment...</title></html>", CloudflareChallenge),
         (200, "text/html", b"<html><title>Just a moment...</title></html>", CloudflareChallenge),
         (404, "application/json", b'{"error":{"code":5,"message":"nope"}}', ConversationNotFound),
@@ -204,7 +200,7 @@ def test_non_2xx_answers_raise_classified_errors(fake_grok, impersonate, status,
 def test_in_band_error_with_http_200_raises_while_iterating(fake_grok):
     fake, url = fake_grok
     fake.routes["/rest/app-chat/conversations/new"] = (
-        200, "application/json", sample("error-usage-limit-in-stream.json"),
+        200, "application/json", sample_bytes("error-usage-limit-in-stream.json"),
     )  # fmt: skip
     reply = client_for(url).open_chat(TOKEN, {"message": "x"})
     with pytest.raises(RateLimited):
@@ -269,7 +265,7 @@ def test_heartbeats_flow_while_upstream_is_silent_and_generator_close_hangs_up(
 
 
 def session_bodies() -> list[bytes]:
-    text = sample("auth-session-responses.jsonl").decode()
+    text = sample_bytes("auth-session-responses.jsonl").decode()
     lines = text.splitlines()
     single = [line.encode() for line in lines[:5]]
     return [*single, "\n".join(lines[5:]).encode()]
@@ -310,7 +306,7 @@ def test_auth_session_falls_back_to_user_email(fake_grok):
 def test_rate_limits_reads_the_e3_shape(fake_grok):
     fake, url = fake_grok
     fake.routes["/rest/rate-limits"] = (
-        200, "application/json", sample("rate-limits-response-mode-auto-era.json"),
+        200, "application/json", sample_bytes("rate-limits-response-mode-auto-era.json"),
     )  # fmt: skip
     quota = client_for(url).rate_limits(TOKEN, "fast")
     assert quota == Quota(remaining=20, total=20, window_seconds=72000, wait_seconds=None)
@@ -350,7 +346,7 @@ def test_upload_falls_back_to_the_json_route_when_v2_answers_404(fake_grok):
 def test_upload_v2_sends_multipart_and_reads_the_file_metadata(fake_grok, impersonate):
     fake, url = fake_grok
     fake.routes["/http/upload-file-v2/direct"] = (
-        200, "application/json", sample("upload-file-v2-direct-response.json"),
+        200, "application/json", sample_bytes("upload-file-v2-direct-response.json"),
     )  # fmt: skip
     file_id = client_for(url, impersonate).upload_file(TOKEN, "a.txt", "text/plain", b"hello")
     assert file_id == "file_meta_1"
@@ -502,7 +498,7 @@ class _ForwardProxy(BaseHTTPRequestHandler):
 def test_requests_really_go_through_a_configured_http_proxy(fake_grok, impersonate):
     fake, url = fake_grok
     fake.routes["/rest/rate-limits"] = (
-        200, "application/json", sample("rate-limits-response-mode-auto-era.json"),
+        200, "application/json", sample_bytes("rate-limits-response-mode-auto-era.json"),
     )  # fmt: skip
     _ForwardProxy.seen = []
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -20,15 +19,12 @@ from grokproxy.grok.errors import (
     scrub,
 )
 
-SAMPLES = Path("/work/shared/upstream-samples")
+from conftest import sample_text
+
 JSON = "application/json"
 CLOUDFLARE_PAGE = """<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>
 <meta http-equiv="refresh" content="360"></head><body>
 <script src="/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1"></script></body></html>"""
-
-
-def sample_text(name: str) -> str:
-    return (SAMPLES / name).read_text().split("\n", 1)[1]
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,10 @@
-"""The frame parser against the real upstream samples and every framing upstream.md lists."""
+"""The frame parser against the real upstream samples and every framing grok.com is known to use."""
 
 from __future__ import annotations
 
 import json
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -35,7 +34,8 @@ from grokproxy.grok.events import (
 )
 from grokproxy.grok.frames import FrameParser
 
-SAMPLES = Path("/work/shared/upstream-samples")
+from conftest import sample_bytes, sample_text
+
 CAPTURE = "real-capture-2026-03-08-new-conversation-auto.ndjson"
 
 
@@ -48,13 +48,8 @@ def parse_frames(chunks) -> Iterator[GrokEvent]:
     yield from parser.finish()
 
 
-def sample(name: str) -> bytes:
-    """A sample file without its provenance line."""
-    return (SAMPLES / name).read_bytes().split(b"\n", 1)[1]
-
-
 def sample_lines(name: str) -> list[dict]:
-    return [json.loads(line) for line in sample(name).splitlines() if line.strip()]
+    return [json.loads(line) for line in sample_bytes(name).splitlines() if line.strip()]
 
 
 def ndjson(*objects: dict) -> bytes:
@@ -105,7 +100,7 @@ def merged(evs: list) -> list:
 
 
 def test_real_capture_yields_the_exact_event_sequence():
-    evs = events(sample(CAPTURE))
+    evs = events(sample_bytes(CAPTURE))
     lines = sample_lines(CAPTURE)
     model_response = lines[-2]["result"]["response"]["modelResponse"]
     n_tokens = sum(1 for x in lines if x["result"].get("response", {}).get("token"))
@@ -130,14 +125,14 @@ def test_real_capture_yields_the_exact_event_sequence():
 
 
 def test_real_capture_split_at_every_byte_offset_gives_identical_events():
-    data = sample(CAPTURE)
+    data = sample_bytes(CAPTURE)
     reference = events(data)
     for offset in range(len(data) + 1):
         assert list(parse_frames([data[:offset], data[offset:]])) == reference, offset
 
 
 def test_real_capture_fed_byte_by_byte_and_randomly_gives_the_same_events():
-    data = sample(CAPTURE)
+    data = sample_bytes(CAPTURE)
     reference = events(data)
     bytewise = list(parse_frames(data[i : i + 1] for i in range(len(data))))
     assert merged(bytewise) == merged(reference)
@@ -159,16 +154,16 @@ def test_utf8_characters_split_between_chunks_are_reassembled():
 
 
 def test_data_prefixes_done_markers_and_sse_comments_are_tolerated():
-    lines = sample(CAPTURE).splitlines()
+    lines = sample_bytes(CAPTURE).splitlines()
     sse = (
         b"".join(b"data: " + line + b"\n\n" for line in lines) + b": keep-alive\n\ndata: [DONE]\n\n"
     )
-    assert events(sse) == events(sample(CAPTURE))
+    assert events(sse) == events(sample_bytes(CAPTURE))
 
 
 def test_concatenated_objects_without_newlines_are_split():
-    joined = b"".join(sample(CAPTURE).splitlines())
-    assert events(joined) == events(sample(CAPTURE))
+    joined = b"".join(sample_bytes(CAPTURE).splitlines())
+    assert events(joined) == events(sample_bytes(CAPTURE))
 
 
 def test_pretty_printed_multiline_objects_are_parsed():
@@ -247,7 +242,7 @@ def test_thinking_tokens_headers_and_summaries_go_to_thinking():
 
 
 def test_xml_tool_card_in_thinking_becomes_a_tool_step_even_when_split():
-    card = (SAMPLES / "tool-usage-card-in-thinking-2026-02.xml").read_text().split("\n", 1)[1]
+    card = sample_text("tool-usage-card-in-thinking-2026-02.xml")
     thinking = "Let me search. " + card + " Found it."
     pieces = [thinking[i : i + 7] for i in range(0, len(thinking), 7)]
     frames = [resp(token=p, isThinking=True, responseId="r1") for p in pieces]
@@ -301,7 +296,7 @@ def test_e1_token_objects_become_tool_steps():
 
 
 def test_web_and_x_search_results_are_reported():
-    item = json.loads(sample("web-search-result-item-shape-2026-02.json"))
+    item = json.loads(sample_bytes("web-search-result-item-shape-2026-02.json"))
     data = ndjson(
         resp(webSearchResults={"results": [item]}, responseId="r1"),
         resp(xSearchResults={"results": [{"postId": "42", "username": "xai", "text": "hi"}]}),
@@ -331,7 +326,7 @@ def _citation_stream(render: str, split: int) -> bytes:
 
 @pytest.mark.parametrize("split", [1, 3, 10, 1000])
 def test_inline_citations_resolve_cards_at_the_right_point(split):
-    render = (SAMPLES / "grok-render-inline-citation-2026-02.xml").read_text().split("\n", 1)[1]
+    render = sample_text("grok-render-inline-citation-2026-02.xml")
     evs = events(_citation_stream(render.strip(), split))
     body = [e for e in merged(evs) if isinstance(e, TextDelta | Citation)]
     cite = Citation(1, "https://example.com/a", "Example")
@@ -371,7 +366,7 @@ def test_citation_falls_back_to_search_result_citation_id():
 
 
 def test_streaming_image_frames_report_progress_and_one_image():
-    evs = events(sample("image-streaming-frames.ndjson"))
+    evs = events(sample_bytes("image-streaming-frames.ndjson"))
     path = "users/test/generated/edit/image.jpg"
     assert evs == [
         ImageProgress(path, 50),
@@ -383,7 +378,7 @@ def test_streaming_image_frames_report_progress_and_one_image():
 
 
 def test_card_attachment_image_chunk_reports_the_generated_image():
-    card = sample("image-card-attachment-jsondata.json").decode().strip()
+    card = sample_bytes("image-card-attachment-jsondata.json").decode().strip()
     data = ndjson(resp(cardAttachment={"jsonData": card}, responseId="r1"), END)
     evs = events(data)
     assert ImageProgress("card_1", 100) in evs
@@ -404,7 +399,7 @@ def test_cached_image_and_model_response_urls_yield_each_path_once():
 
 
 def test_video_fixture_streams_to_its_soft_stop():
-    evs = events(sample("video-streaming-frames-fixture.ndjson"))
+    evs = events(sample_bytes("video-streaming-frames-fixture.ndjson"))
     assert evs[0] == ConversationStarted("conversation_1", None)
     assert text_of(evs) == "I generated a video"
     assert evs[-1] == StreamEnd()
@@ -424,13 +419,13 @@ def test_video_fixture_streams_to_its_soft_stop():
 )
 def test_in_band_error_samples_raise_their_class(name, error):
     with pytest.raises(error) as info:
-        events(sample(name).strip() + b"\n")
+        events(sample_bytes(name).strip() + b"\n")
     assert info.value.message
 
 
 @pytest.mark.parametrize("trailing_newline", [True, False])
 def test_in_band_error_after_some_text_raises_mid_stream(trailing_newline):
-    error_line = sample("error-too-many-requests-code8.json").strip()
+    error_line = sample_bytes("error-too-many-requests-code8.json").strip()
     data = ndjson(resp(token="partial", responseId="r1")) + error_line
     data += b"\n" if trailing_newline else b""
     seen = []

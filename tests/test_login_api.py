@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import pytest
@@ -12,14 +11,10 @@ from grokproxy.emulator.accounts import email_for
 from grokproxy.extensions import db
 from grokproxy.models import Account, User
 
-from conftest import ADMIN_PASSWORD
+from conftest import ADMIN_PASSWORD, error_of, md5_of
 
 TOKEN = "emu-login-account-0001"
 OTHER_TOKEN = "emu-login-account-0002"
-
-
-def md5_of(token: str) -> str:
-    return hashlib.md5(email_for(token).encode(), usedforsecurity=False).hexdigest()
 
 
 @pytest.fixture
@@ -28,12 +23,6 @@ def pool(emu_app, add_accounts):
     app = emu_app()
     ids = add_accounts(app, [TOKEN, OTHER_TOKEN])
     return app, app.test_client(), ids
-
-
-def error_of(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    return response.get_json()["error"]
 
 
 def test_login_binds_the_user_and_answers_link_and_key(pool, admin_headers):

@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 import uuid
+from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from grokproxy.extensions import db
 
-from conftest import BASE_SETTINGS, postgres_url
+from conftest import postgres_url
 
 STARTER = (
     "import sys; from grokproxy import create_app; from grokproxy.dbupgrade import "
@@ -81,5 +82,8 @@ def test_two_starters_at_once_migrate_once_without_error(tmp_path):
         drop()
 
 
-def test_settings_used_by_tests_never_point_at_grok_com():
-    assert "grok.com" not in BASE_SETTINGS["GROK_BASE_URL"]
+def test_a_test_app_reaches_no_upstream_but_a_local_one(app):
+    # Safety net for the whole suite: whatever a test forgets, grok.com is never called.
+    settings = app.extensions["grokproxy.grok"].settings
+    assert urlsplit(settings.base_url).hostname == "127.0.0.1"
+    assert urlsplit(settings.assets_url).hostname == "127.0.0.1"

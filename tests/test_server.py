@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from grokproxy.extensions import db
+
 from conftest import postgres_url
 
 
@@ -96,7 +98,8 @@ def test_under_gunicorn_a_client_hang_up_closes_upstream_within_a_second(
     assert stream["outcome"] == "client_disconnected"
 
 
-def test_postgres_url_shape_is_psycopg3_when_set():
-    url = postgres_url()
-    if url is not None:
-        assert url.startswith("postgresql+psycopg://")
+def test_the_suite_runs_on_the_database_it_was_asked_for(app):
+    # PostgreSQL through psycopg 3 when TEST_DATABASE_URL is set, else the SQLite file.
+    expected = ("postgresql", "psycopg") if postgres_url() else ("sqlite", "pysqlite")
+    with app.app_context():
+        assert (db.engine.dialect.name, db.engine.dialect.driver) == expected

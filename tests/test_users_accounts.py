@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
-from grokproxy.emulator.accounts import email_for
+from conftest import md5_of
 
 TOKENS = ["emu-count-account-0001", "emu-count-account-0002", "emu-count-account-0003"]
-
-
-def md5_of(token: str) -> str:
-    return hashlib.md5(email_for(token).encode(), usedforsecurity=False).hexdigest()
 
 
 def users_by_md5(client, headers) -> dict[str, int]:

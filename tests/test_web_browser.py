@@ -6,7 +6,6 @@ REQUIRE_BROWSER=1 (CI) makes a missing browser a failure.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from grokproxy.emulator.accounts import email_for
+
+from conftest import md5_of
 
 pytestmark = pytest.mark.browser
 
@@ -29,10 +30,6 @@ CHROMIUM_ARGS = [
 ]
 TOKEN = "emu-browser-account-0001"
 TIMEOUT_MS = 15_000
-
-
-def md5_of(token: str) -> str:
-    return hashlib.md5(email_for(token).encode(), usedforsecurity=False).hexdigest()
 
 
 def _unavailable(reason: str):

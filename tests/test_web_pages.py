@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import itsdangerous.timed
 import pytest
 from sqlalchemy import delete, select
 
-from grokproxy.emulator.accounts import email_for
 from grokproxy.extensions import db
 from grokproxy.models import Account, User
 
+from conftest import md5_of
+
 TOKEN = "emu-web-account-0001"
-
-
-def md5_of(token: str) -> str:
-    return hashlib.md5(email_for(token).encode(), usedforsecurity=False).hexdigest()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Pure builders for every body and NDJSON frame the emulator sends, shaped like grok.com.
 
-Key names, nesting and key order follow `shared/upstream-samples/`, above all the real
-2026-03-08 capture of `conversations/new`. Nothing here does I/O: the HTTP layer (`app.py`)
+Key names, nesting and key order follow the samples in `tests/fixtures/upstream/`, above all the
+real 2026-03-08 capture of `conversations/new`. Nothing here does I/O: the HTTP layer (`app.py`)
 decides *which* frames to send and when; this module only decides what each frame looks like.
 New-conversation frames are wrapped as `{"result":{"response":{...}}}`; continuation streams use
 `flatten()` to drop the `response` level, as grok.com does on `/responses`.
