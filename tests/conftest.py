@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 
 from grokproxy import create_app
 from grokproxy.dbupgrade import upgrade_database
-from grokproxy.emulator.accounts import email_for
+from grokproxy.emulator.accounts import email_for, user_id_for
 from grokproxy.extensions import db
 
 from emulator_fixtures import emu, emulator  # noqa: F401  (the fake grok.com)
@@ -185,7 +185,8 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def add_accounts():
-    """Factory: `add_accounts(app, tokens)` stores pool accounts directly, returns their ids."""
+    """Factory: `add_accounts(app, tokens)` stores pool accounts directly, as batch-add does
+    (e-mail and grok user id as the emulator derives them); returns their ids."""
     from grokproxy.models import Account
 
     def add(app, tokens: list[str]) -> list[int]:
@@ -193,7 +194,7 @@ def add_accounts():
         ids = []
         with app.app_context():
             for token in tokens:
-                account = Account.for_token(box, token, email_for(token))
+                account = Account.for_token(box, token, email_for(token), user_id_for(token))
                 db.session.add(account)
                 db.session.commit()
                 ids.append(account.id)
@@ -203,18 +204,32 @@ def add_accounts():
 
 
 @pytest.fixture
-def emu_app(make_app, emu):  # noqa: F811  (the fixture imported above)
-    """Factory: an app whose upstream is the emulator (`emu_app(**settings)`)."""
+def emu_app(make_app, emu, request):  # noqa: F811  (the fixture imported above)
+    """Factory: an app whose upstream is the emulator (`emu_app(**settings)`); in a test that
+    uses `transport`, the app speaks that transport unless GROK_DIALECT is given."""
+    dialect = request.getfixturevalue("transport") if "transport" in request.fixturenames else None
 
     def build(**settings: Any):
+        if dialect is not None:
+            settings.setdefault("GROK_DIALECT", dialect)
         return make_app(GROK_BASE_URL=emu.base_url, GROK_ASSETS_URL=emu.assets_url, **settings)
 
     return build
 
 
+@pytest.fixture(params=["gateway", "modes"])
+def transport(request, emu) -> str:  # noqa: F811
+    """The upstream transport of an end-to-end test, each test running over both: grok.com's
+    WebSocket gateway (the emulator then refuses HTTP text chat, as grok.com does since
+    2026-08, so nothing may fall back to it) or the HTTP chat of the `modes` dialect."""
+    emu.configure(dialect=request.param)
+    return request.param
+
+
 @pytest.fixture
-def live(emu_app, add_accounts, serve):
-    """Factory: `live(tokens, **settings)` serves an emulator-backed app; returns (app, url)."""
+def live(transport, emu_app, add_accounts, serve):
+    """Factory: `live(tokens, **settings)` serves an emulator-backed app; returns (app, url).
+    Every test that uses it runs over both upstream transports (see `transport`)."""
 
     def start(tokens: Sequence[str], **settings: Any) -> tuple[Any, str]:
         app = emu_app(**settings)

@@ -11,12 +11,12 @@ import requests
 
 from grokproxy.extensions import db
 from grokproxy.grok.catalog import DEFAULT_MODELS
+from grokproxy.grok.settings import DIALECTS
 from grokproxy.models import Account, AccountStatus
 
 from conftest import POOL_KEY
 
 MODELS = [spec.name for spec in DEFAULT_MODELS]
-DIALECTS = ["modes", "model-mode", "legacy"]
 HEALTHY = ["emu-good-account-one-0001", "emu-good-account-two-0002"]
 
 
@@ -37,10 +37,13 @@ def sse_events(response: requests.Response) -> list[dict | str]:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_sdk_streams_and_non_streams_every_model_in_every_dialect(live, emu, dialect):
+def test_sdk_streams_and_non_streams_every_model_in_every_dialect(
+    emu_app, add_accounts, serve, emu, dialect
+):
     emu.configure(dialect=dialect)
-    _, url = live(HEALTHY, GROK_DIALECT=dialect)
-    client = sdk(url)
+    app = emu_app(GROK_DIALECT=dialect)
+    add_accounts(app, HEALTHY)
+    client = sdk(serve(app))
     for model in MODELS:
         completion = client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": f"hello {model}"}]
@@ -61,9 +64,11 @@ def test_sdk_streams_and_non_streams_every_model_in_every_dialect(live, emu, dia
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert "stream" in text and model in text
         assert chunks[-1].choices[0].finish_reason == "stop"
-    # Every upstream body was accepted by the emulator's validation for this dialect.
-    chats = emu.requests(path="/rest/app-chat/conversations/new")
+    # Every turn went over the dialect's own transport, and its body passed the emulator's
+    # validation for that dialect.
+    chats = emu.chat_turns()
     assert len(chats) == 2 * len(MODELS)
+    assert {t["transport"] for t in chats} == {"gateway" if dialect == "gateway" else "http"}
 
 
 def test_thinking_arrives_in_reasoning_content(live):
@@ -181,7 +186,7 @@ def test_client_hang_up_closes_the_upstream_connection_within_a_second(live, emu
     response.close()
     hung_up = time.monotonic()
     while True:
-        (stream,) = [s for s in emu.streams() if "/conversations/new" in s["path"]]
+        (stream,) = emu.streams()
         if stream["outcome"] != "streaming":
             break
         assert time.monotonic() - hung_up < 1.0, "upstream still streaming a second after"
@@ -264,9 +269,9 @@ def test_image_input_is_uploaded_and_attached(live, emu):
     )
     assert completion.choices[0].finish_reason == "stop"
     (upload,) = emu.requests(path="/http/upload-file-v2/direct")
-    (chat,) = emu.requests(path="/rest/app-chat/conversations/new")
+    (chat,) = emu.chat_turns()
     assert upload["headers"]["content-type"].startswith("multipart/form-data")
-    assert len(chat["body"]["fileAttachments"]) == 1
+    assert len(chat["file_ids"]) == 1
 
 
 def test_models_list_matches_the_catalog(live):

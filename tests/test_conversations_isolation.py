@@ -20,7 +20,8 @@ SHARED = "emu-shared-account-0001"
 SECOND = "emu-second-account-0002"
 THIRD = "emu-third-account-0003"
 POOL_AUTH = {"Authorization": f"Bearer {POOL_KEY}"}
-NEW_PATH = "/rest/app-chat/conversations/new"
+# Every test here runs over both upstream transports (the WebSocket gateway and HTTP).
+pytestmark = pytest.mark.usefixtures("transport")
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -41,7 +42,13 @@ def gateway(make_gateway):
 
 
 def continuations(emu, conversation_id: str) -> list[dict]:
-    return emu.requests(path=f"/rest/app-chat/conversations/{conversation_id}/responses")
+    """The turns grok.com received that continued this conversation."""
+    return [t for t in emu.chat_turns() if t["conversation_id"] == conversation_id]
+
+
+def new_turns(emu) -> list[dict]:
+    """The turns grok.com received that started a conversation."""
+    return [t for t in emu.chat_turns() if t["conversation_id"] is None]
 
 
 def test_reply_carries_conversation_and_message_ids(gateway, emu):
@@ -132,11 +139,11 @@ def test_a_pool_conversation_continued_ten_times_stays_on_its_account(gateway, e
     assert len(sent) == 10
     assert {request["email"] for request in sent} == {owner_email}
     # Only the new user message travels, with the previous reply as its parent.
-    assert [request["body"]["message"] for request in sent] == [f"turn {i}" for i in range(1, 11)]
-    assert [request["body"]["parentResponseId"] for request in sent] == parents
+    assert [turn["message"] for turn in sent] == [f"turn {i}" for i in range(1, 11)]
+    assert [turn["parent_response_id"] for turn in sent] == parents
 
     # The new conversations rotated over the other accounts meanwhile.
-    new_emails = [request["email"] for request in emu.requests(path=NEW_PATH)]
+    new_emails = [turn["email"] for turn in new_turns(emu)]
     assert len(new_emails) == 11 and len(set(new_emails[1:])) >= 2
 
     # grok.com's conversation really grew: 11 turns, each answered.
@@ -155,9 +162,7 @@ def test_a_users_requests_run_on_their_account_only(gateway, emu):
     for turn in range(4):
         gateway.chat(key, ask(f"new {turn}"))
         gateway.chat(POOL_KEY, ask(f"pool {turn}"))
-    user_emails = [
-        r["email"] for r in emu.requests(path=NEW_PATH) if r["body"]["message"].startswith("new")
-    ]
+    user_emails = [t["email"] for t in new_turns(emu) if t["message"].startswith("new")]
     assert user_emails == [email_for(SECOND)] * 4
 
 
@@ -169,7 +174,7 @@ def test_a_rebound_users_old_conversation_stays_on_its_account(gateway, emu):
     (sent,) = continuations(emu, conversation_id)
     assert sent["email"] == email_for(SHARED)
     gateway.chat(key, ask("fresh"))
-    assert emu.requests(path=NEW_PATH)[-1]["email"] == email_for(THIRD)
+    assert new_turns(emu)[-1]["email"] == email_for(THIRD)
 
 
 def test_a_deleted_accounts_users_get_a_clear_error(gateway, emu, admin_headers):
@@ -199,7 +204,7 @@ def test_a_cooling_or_invalid_account_is_named_in_the_users_error(gateway, emu):
     assert int(response.headers["Retry-After"]) > 500
     # The pool itself still answers, on another account.
     gateway.chat(POOL_KEY, ask("pool"))
-    assert emu.requests(path=NEW_PATH)[-1]["email"] != email_for(SHARED)
+    assert new_turns(emu)[-1]["email"] != email_for(SHARED)
     with gateway.app.app_context():
         pool.mark_invalid(gateway.ids[0], "invalid_credentials: test")
     error = gateway.chat(key, ask("hi"), 503).get_json()["error"]

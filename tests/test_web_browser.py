@@ -130,24 +130,25 @@ def test_login_link_opens_the_chat_page_once_and_the_chat_streams(browser, site,
     assert "hello from the browser" in text and len(text) > len(partial)
     reasoning = first.locator(".reasoning")
     assert reasoning.is_visible()
-    assert "Thinking about your request" in reasoning.text_content()
-    assert "Thinking about" not in text
-    assert len(emu.requests(path="/rest/app-chat/conversations/new")) == 1
+    # The emulator's reasoning restates the prompt, over either transport.
+    assert "The user asks: hello from the browser" in reasoning.text_content()
+    assert "The user asks" not in text
+    assert len([t for t in emu.chat_turns() if t["conversation_id"] is None]) == 1
     conversation_id = page.get_attribute("#conversation-label", "data-conversation-id")
     assert conversation_id and emu.conversation(conversation_id)["owner"] == email_for(TOKEN)
 
     # Continuing sends only the new message to the same conversation.
     second = send(page, "and a follow-up")
     assert "and a follow-up" in second.locator(".text").text_content()
-    (followed,) = emu.requests(path=f"/rest/app-chat/conversations/{conversation_id}/responses")
-    assert followed["body"]["message"] == "and a follow-up"
+    (followed,) = [t for t in emu.chat_turns() if t["conversation_id"] == conversation_id]
+    assert followed["message"] == "and a follow-up"
     assert page.get_attribute("#conversation-label", "data-conversation-id") == conversation_id
 
     # A new conversation starts afresh.
     page.click("#new-chat")
     assert page.locator("li.message").count() == 0
     send(page, "something else")
-    assert len(emu.requests(path="/rest/app-chat/conversations/new")) == 2
+    assert len([t for t in emu.chat_turns() if t["conversation_id"] is None]) == 2
     assert page.get_attribute("#conversation-label", "data-conversation-id") != conversation_id
 
     # The settings panel: API base URL and the key, masked until shown.

@@ -127,6 +127,67 @@ class EmulatorHandle:
         """Every chat stream since the last reset, with its outcome."""
         return self._call("GET", "streams")
 
+    def chat_turns(self) -> list[dict[str, Any]]:
+        """Every chat turn received, over HTTP or the gateway, in arrival order.
+
+        Each is `{transport: "http" | "gateway", email, conversation_id (None when it started
+        a conversation), parent_response_id, message, file_ids}`, so a test can say what
+        grok.com was asked whichever transport asked it.
+        """
+        turns: list[dict[str, Any]] = []
+        for record in self.requests():
+            path, email = record["path"], record.get("email")
+            if path.startswith(_CONVERSATIONS) and path.endswith(("/new", "/responses")):
+                body = record.get("body") or {}
+                turns.append(
+                    {
+                        "transport": "http",
+                        "email": email,
+                        "conversation_id": None if path.endswith("/new") else path.split("/")[-2],
+                        "parent_response_id": body.get("parentResponseId"),
+                        "message": body.get("message"),
+                        "file_ids": list(body.get("fileAttachments") or []),
+                    }
+                )
+            elif path.startswith("/ws/mgw/"):
+                turns.extend(_gateway_turns(record.get("messages") or [], email))
+        return turns
+
+
+_CONVERSATIONS = "/rest/app-chat/conversations/"
+
+
+def _gateway_turns(messages: list[dict[str, Any]], email: str | None) -> list[dict[str, Any]]:
+    """The turns of one gateway connection: each user item with the session that holds it."""
+    continued: dict[Any, str | None] = {}  # session id -> the conversation it continues
+    turns = []
+    for message in messages:
+        event = message.get("event") or {}
+        session_id = message.get("session_id")
+        if event.get("type") == "session.create":
+            x_grok = (event.get("session") or {}).get("x_grok") or {}
+            continued[session_id] = x_grok.get("conversation_id")
+        elif event.get("type") == "conversation.item.create":
+            item = event.get("item") or {}
+            x_grok = item.get("x_grok") or {}
+            chunks = x_grok.get("input_chunks") or []
+            text = "".join((c.get("text") or {}).get("text", "") for c in chunks)
+            files = [
+                c["mention"]["target"]["file_mention"]["file_id"] for c in chunks if "mention" in c
+            ]
+            turns.append(
+                {
+                    "transport": "gateway",
+                    "email": email,
+                    "conversation_id": continued.get(session_id),
+                    "parent_response_id": item.get("parent_response_id")
+                    or x_grok.get("parent_response_id"),
+                    "message": text,
+                    "file_ids": files,
+                }
+            )
+    return turns
+
 
 @contextlib.contextmanager
 def running_emulator(**cli_options: Any) -> Iterator[EmulatorHandle]:
