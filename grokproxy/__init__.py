@@ -63,13 +63,10 @@ def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def register_logging(app: Flask) -> None:
-    """Set grokproxy's log level and the filter that scrubs secrets from every record."""
-    from .logs import install_redaction
+    """One log handler and format, the secret filter, request ids and chat summary lines."""
+    from .logs import init_app
 
-    # Touching app.logger makes Flask attach its stderr handler (when nothing else logs), which
-    # then carries every grokproxy.* record: the redaction filter must sit on it too.
-    app.logger.setLevel(app.config["LOG_LEVEL"])
-    install_redaction()
+    init_app(app)
 
 
 def register_extensions(app: Flask) -> None:
