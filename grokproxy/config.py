@@ -222,6 +222,14 @@ VARIABLES: tuple[Variable, ...] = (
         aliases=("HOST",),
     ),
     Variable(
+        "TRUSTED_PROXY_COUNT",
+        0,
+        parse_non_negative_int,
+        "Reverse proxies in front of grokproxy whose `X-Forwarded-For/Proto/Host/Port` headers "
+        "are trusted (werkzeug's ProxyFix) for absolute links when `PUBLIC_URL` is unset; 0 "
+        "trusts no header.",
+    ),
+    Variable(
         "API_TEMPORARY",
         True,
         parse_bool,
