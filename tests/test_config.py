@@ -187,3 +187,15 @@ def test_a_bad_models_file_is_a_config_error(tmp_path):
     settings = {"SECRET_KEY": "k" * 32, "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite"}
     with pytest.raises(ConfigError, match="GROK_MODELS_FILE"):
         create_app({**settings, "GROK_MODELS_FILE": str(models)})
+
+
+def test_env_example_lists_every_variable_at_its_default(repo_root):
+    lines = (repo_root / ".env.example").read_text().splitlines()
+    listed = dict(line[1:].split("=", 1) for line in lines if re.match(r"^#[A-Z][A-Z_]+=", line))
+    assert set(listed) == {var.name for var in VARIABLES}
+    # Each commented default, uncommented, parses to exactly the built-in default.
+    for var in VARIABLES:
+        if listed[var.name]:
+            assert load_config({var.name: listed[var.name]})[var.name] == var.default, var.name
+        else:
+            assert not var.default, var.name
