@@ -144,7 +144,9 @@ def demo(host: str, port: int) -> None:
             f"  emulator:       {emulator_url} (pid {emulator.pid})"
         )
         sys.stdout.flush()
-        # SIGTERM ends the demo the way Ctrl-C does: through the finally below.
+        # SIGINT and SIGTERM end the demo through the finally below; SIGINT explicitly, since a
+        # shell starting us in the background (`&`) leaves it ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             server.serve_forever()
