@@ -9,13 +9,24 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from .config import default_database_url, instance_secret_key, load_config, load_dotenv_file
+from .config import (
+    ConfigError,
+    default_database_url,
+    instance_secret_key,
+    load_config,
+    load_dotenv_file,
+)
 from .crypto import SecretBox
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the application: settings, extensions, blueprints, error handlers, commands."""
+    """Build the application: settings, extensions, blueprints, error handlers, commands.
+
+    A setting grokproxy cannot use raises ConfigError, whose message names the variable; the
+    entry points (wsgi.py, gunicorn.conf.py) print it as one line and stop.
+    """
     app = Flask(__name__, instance_path=os.environ.get("GROKPROXY_INSTANCE_PATH") or None)
     register_config(app, config)
     register_logging(app)
@@ -24,7 +35,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_blueprints(app)
     register_commands(app)
+    register_proxy_fix(app)
     return app
+
+
+def register_proxy_fix(app: Flask) -> None:
+    """Trust X-Forwarded-* from exactly TRUSTED_PROXY_COUNT proxies (none by default)."""
+    count = app.config["TRUSTED_PROXY_COUNT"]
+    if count:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count
+        )
 
 
 def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
@@ -48,7 +71,14 @@ def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
 
 def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Connection pool sizing; a liveness ping only where a server can drop connections."""
-    url = make_url(settings["DATABASE_URL"])
+    try:
+        url = make_url(settings["DATABASE_URL"])
+        url.get_dialect()
+    except (ArgumentError, NoSuchModuleError):
+        # The URL may carry a password: name the variable, never echo the value.
+        raise ConfigError(
+            "DATABASE_URL is not a database URL (e.g. postgresql+psycopg://user:pass@host/db)"
+        ) from None
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         return {}  # one in-memory database per connection: nothing to size
     sqlite = url.get_backend_name() == "sqlite"
@@ -63,13 +93,10 @@ def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def register_logging(app: Flask) -> None:
-    """Set grokproxy's log level and the filter that scrubs secrets from every record."""
-    from .logs import install_redaction
+    """One log handler and format, the secret filter, request ids and chat summary lines."""
+    from .logs import init_app
 
-    # Touching app.logger makes Flask attach its stderr handler (when nothing else logs), which
-    # then carries every grokproxy.* record: the redaction filter must sit on it too.
-    app.logger.setLevel(app.config["LOG_LEVEL"])
-    install_redaction()
+    init_app(app)
 
 
 def register_extensions(app: Flask) -> None:
@@ -83,9 +110,13 @@ def register_extensions(app: Flask) -> None:
 
 def register_upstream(app: Flask) -> None:
     """The grok.com client and the model catalog."""
+    from .grok.catalog import CatalogError
     from .upstream import init_upstream
 
-    init_upstream(app)
+    try:
+        init_upstream(app)
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def register_error_handlers(app: Flask) -> None:

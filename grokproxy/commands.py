@@ -12,8 +12,11 @@ from flask.cli import AppGroup
 
 def register(app: Flask) -> None:
     """Attach grokproxy's commands to the app's CLI."""
+    from .demo import demo
+
     app.cli.add_command(upgrade_db)
     app.cli.add_command(tokens_group)
+    app.cli.add_command(demo)
 
 
 @click.command("upgrade-db")

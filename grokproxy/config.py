@@ -19,7 +19,15 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
 
 
 class ConfigError(ValueError):
-    """A configuration variable has a value grokproxy cannot use."""
+    """A configuration variable has a value grokproxy cannot use; the message names it."""
+
+
+CONFIG_ERROR_PREFIX = "grokproxy: configuration error: "
+
+
+def config_error_line(error: Exception) -> str:
+    """The one line an entry point prints before it stops on a configuration error."""
+    return CONFIG_ERROR_PREFIX + " ".join(str(error).split())
 
 
 def parse_bool(value: str) -> bool:
@@ -29,7 +37,7 @@ def parse_bool(value: str) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ValueError(f"expected true or false, got {value!r}")
+    raise ValueError(f"must be true or false, got {value!r}")
 
 
 def parse_list(value: str) -> tuple[str, ...]:
@@ -37,27 +45,34 @@ def parse_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def _whole_number(value: str, least: int, what: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = least - 1
+    if number < least:
+        raise ValueError(f"must be {what}, got {value!r}")
+    return number
+
+
 def parse_positive_int(value: str) -> int:
     """Read an integer >= 1."""
-    number = int(value.strip())
-    if number < 1:
-        raise ValueError(f"expected a whole number of at least 1, got {value!r}")
-    return number
+    return _whole_number(value, 1, "a positive integer")
 
 
 def parse_non_negative_int(value: str) -> int:
     """Read an integer >= 0."""
-    number = int(value.strip())
-    if number < 0:
-        raise ValueError(f"expected a whole number of at least 0, got {value!r}")
-    return number
+    return _whole_number(value, 0, "an integer of at least 0")
 
 
 def parse_positive_float(value: str) -> float:
     """Read a number > 0."""
-    number = float(value.strip())
-    if number <= 0:
-        raise ValueError(f"expected a number above 0, got {value!r}")
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = 0.0
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"must be a number above 0, got {value!r}")
     return number
 
 
@@ -73,7 +88,7 @@ def parse_choice(*choices: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         word = value.strip().lower()
         if word not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
         return word
 
     return parse
@@ -208,6 +223,14 @@ VARIABLES: tuple[Variable, ...] = (
         aliases=("HOST",),
     ),
     Variable(
+        "TRUSTED_PROXY_COUNT",
+        0,
+        parse_non_negative_int,
+        "Reverse proxies in front of grokproxy whose `X-Forwarded-For/Proto/Host/Port` headers "
+        "are trusted (werkzeug's ProxyFix) for absolute links when `PUBLIC_URL` is unset; 0 "
+        "trusts no header.",
+    ),
+    Variable(
         "API_TEMPORARY",
         True,
         parse_bool,
@@ -304,8 +327,11 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
             config[var.name] = var.parse(raw)
         except ValueError as exc:
             # Secrets never appear in the message, only the variable's name.
-            detail = "" if var.secret else f": {exc}"
-            raise ConfigError(f"invalid value for {var.name}{detail}") from None
+            if var.secret:
+                raise ConfigError(
+                    f"{var.name} has an invalid value (not shown: a secret)"
+                ) from None
+            raise ConfigError(f"{var.name} {exc}") from None
     if config["LOG_LEVEL"]:
         config["LOG_LEVEL"] = config["LOG_LEVEL"].upper()
     return config

@@ -159,20 +159,18 @@ _QUOTA_FILTER = {
 _pick_statements: dict[tuple[str, bool, bool], Any] = {}
 
 
-def _pick_statement(dialect: str, with_mode: bool, with_exclude: bool):
-    key = (dialect, with_mode, with_exclude)
+def _pick_statement(with_mode: bool, with_exclude: bool):
+    """The SQLite pick (PostgreSQL picks run `_postgres_pick_sql` on a raw connection)."""
+    key = ("sqlite", with_mode, with_exclude)
     statement = _pick_statements.get(key)
     if statement is None:
-        postgres = dialect == "postgresql"
         sql = _PICK_SET.format(
-            next_seq=f"nextval('{PICK_SEQUENCE}')"
-            if postgres
-            else "(SELECT COALESCE(MAX(last_used_seq), 0) + 1 FROM accounts)",
-            quota=_QUOTA_FILTER["postgresql" if postgres else "sqlite"] if with_mode else "",
+            next_seq="(SELECT COALESCE(MAX(last_used_seq), 0) + 1 FROM accounts)",
+            quota=_QUOTA_FILTER["sqlite"] if with_mode else "",
             exclude=" AND id NOT IN :exclude" if with_exclude else "",
-            # Concurrent pickers skip the row another one is taking instead of queueing.
-            lock=" FOR UPDATE SKIP LOCKED" if postgres else "",
-            fresh=_FRESH_ONLY if postgres else "",
+            # SQLite has no row locks: BEGIN IMMEDIATE already serialises the writers.
+            lock="",
+            fresh="",
         )
         params = [bindparam("now", type_=UTCDateTime())]
         if with_exclude:
@@ -292,7 +290,7 @@ def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Leas
     if mode:
         params.update(_quota_paths("sqlite", mode), now_text=quota_instant(now))
     with write_transaction() as conn:
-        row = conn.execute(_pick_statement("sqlite", bool(mode), bool(exclude)), params).first()
+        row = conn.execute(_pick_statement(bool(mode), bool(exclude)), params).first()
     if row is not None:
         return _lease(row)
     raise exhausted_error(mode, exclude)

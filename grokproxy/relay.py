@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, update
 
 from . import pool
 from .auth import Caller
+from .crypto import preview
 from .errors import APIError, BadRequest, Forbidden, NoAccount, NotFound, UpstreamFailed
 from .errors import RateLimited as RateLimitedAnswer
 from .extensions import db, write_transaction
@@ -34,6 +35,7 @@ from .grok.events import (
     ReplyStarted,
     UserTurn,
 )
+from .logs import note_served
 from .models import Conversation, utcnow
 from .openai import ImageInput, Prompt, flatten_messages, last_user_message
 from .schemas import ChatRequest
@@ -206,6 +208,7 @@ def open_reply(
             )
             continue
         _record_conversation(caller, chat, opened, conversation)
+        note_served(attempt.account_id, preview(attempt.token), spec.name)
         return opened
     assert last_error is not None
     raise _final_answer(last_error, spec.mode, tried)

@@ -54,7 +54,7 @@ def test_login_link_signs_in_and_lands_on_the_chat_page(site):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     page = html_of(client.get("/chat"), 200)
     assert "web-user" in page and answer["api_key"] in page
-    assert 'data-api-base="http://localhost/v1"' in page
+    assert "data-api-base" not in page  # the page derives it from its own location
     with app.app_context():
         user = db.session.scalars(select(User)).one()
         assert user.login_generation == 1 and user.last_login_at is not None
@@ -66,7 +66,7 @@ def test_session_cookie_is_secure_behind_https_public_url(site):
     assert "Secure" in response.headers["Set-Cookie"]
     # Test client requests are http; the cookie is sent anyway when told to be.
     page = html_of(client.get("/chat", base_url="https://localhost"), 200)
-    assert 'data-api-base="https://chat.example.org/v1"' in page
+    assert "web-user" in page
 
 
 def test_a_link_works_once(site):

@@ -3,7 +3,9 @@
 
 (function () {
   const body = document.body;
-  const apiBase = body.dataset.apiBase.replace(/\/+$/, "");
+  // The API lives beside this page (/chat -> /v1, /prefix/chat -> /prefix/v1): relative URLs
+  // work through any proxy, port or path prefix, with no PUBLIC_URL.
+  const apiBase = new URL("v1", window.location.href).href;
   const apiKey = body.dataset.apiKey;
   const $ = (id) => document.getElementById(id);
   const modelSelect = $("model");
@@ -14,19 +16,14 @@
   const stopButton = $("stop");
   const statusLine = $("status");
   const conversationLabel = $("conversation-label");
+  $("api-base").textContent = apiBase;
 
   // The conversation being continued: its id from the previous reply.
   let conversationId = null;
   let running = null; // AbortController of the reply being streamed
 
-  // The API base may be another origin (PUBLIC_URL); same origin in the usual case.
   function apiUrl(path) {
-    try {
-      const url = new URL(apiBase + path);
-      return url.origin === window.location.origin ? url.pathname : url.href;
-    } catch (_) {
-      return "/v1" + path;
-    }
+    return "v1" + path;
   }
 
   function headers() {

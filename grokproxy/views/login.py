@@ -38,6 +38,9 @@ def _answer(result: users.LoginResult):
     public_url = current_app.config.get("PUBLIC_URL")
     if public_url:
         body["login_url_absolute"] = public_url.rstrip("/") + path
+    elif current_app.config["TRUSTED_PROXY_COUNT"]:
+        # Host, port and scheme as the trusted proxy forwarded them (ProxyFix).
+        body["login_url_absolute"] = request.host_url.rstrip("/") + path
     body["login_url_expires_at"] = result.link_expires_at.isoformat(timespec="seconds")
     response = jsonify(body)
     # The answer carries a key and a sign-in link: no cache may keep it.

@@ -7,11 +7,9 @@ from datetime import timedelta
 from flask import (
     Blueprint,
     Response,
-    current_app,
     make_response,
     redirect,
     render_template,
-    request,
     session,
     url_for,
 )
@@ -112,14 +110,10 @@ def chat_page():
     if user is None:
         return redirect(url_for("web.sign_in_help"), code=303)
     account = db.session.get(Account, user.account_id) if user.account_id else None
-    public_url = current_app.config.get("PUBLIC_URL")
-    base = (public_url.rstrip("/") if public_url else request.host_url.rstrip("/")) + "/v1"
+    # No API base URL from the server: the page derives it from the browser's own location, so
+    # it is right behind any proxy, port or path prefix without PUBLIC_URL.
     return _page(
-        "chat.html",
-        user_name=user.user_name,
-        api_key=users.user_api_key(user),
-        api_base=base,
-        account=account,
+        "chat.html", user_name=user.user_name, api_key=users.user_api_key(user), account=account
     )
 
 
