@@ -114,7 +114,7 @@ def test_readme_documents_every_variable(repo_root):
 
 BAD_SETTINGS = [
     ({"MAX_ATTEMPTS": "x"}, "MAX_ATTEMPTS must be a positive integer, got 'x'"),
-    ({"GROK_DIALECT": "grpc"}, "GROK_DIALECT must be one of modes, model-mode, legacy"),
+    ({"GROK_DIALECT": "grpc"}, "GROK_DIALECT must be one of gateway, modes, model-mode, legacy"),
     ({"DATABASE_URL": "nope://x"}, "DATABASE_URL is not a database URL"),
 ]
 
