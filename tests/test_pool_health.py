@@ -10,6 +10,9 @@ import pytest
 
 from grokproxy.grok.client import Quota
 
+# Every test here runs over both upstream transports (the WebSocket gateway and HTTP).
+pytestmark = pytest.mark.usefixtures("transport")
+
 TOKEN_A = "health-account-a-0123456789abcdef"
 TOKEN_B = "health-account-b-0123456789abcdef"
 

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .errors import GrokError, UpstreamBroken, classify_http_error
-from .events import GrokEvent, Heartbeat
+from .events import GrokEvent, Heartbeat, ImageGenerated, TextDelta, ToolStep
 from .headers import build_cookie
 from .mgw import GatewayParser
 from .settings import GrokSettings
@@ -38,6 +38,9 @@ PING_INTERVAL = 25.0
 # Hang-up must reach grok.com at once: wait this long at most for its close frame.
 CLOSE_TIMEOUT = 0.5
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# How long the first events of a reply may be held back while it is not yet known whether the
+# turn is degraded (see GatewayReply._read).
+DEGRADED_WINDOW = 2.0
 _ERROR_BODY_LIMIT = 64 * 1024
 _CAPABILITIES = ("conversation_attached", "custom_methods_v1")
 
@@ -362,6 +365,10 @@ def open_turn(settings: GrokSettings, proxy: str | None, turn: GatewayTurn) -> G
     return reply
 
 
+# Events after which a turn is known not to be degraded: the answer itself, or a real search.
+_DECISIVE = (TextDelta, ToolStep, ImageGenerated)
+
+
 class GatewayReply:
     """An open turn on the gateway: iterate batches(), close() to hang up (any thread)."""
 
@@ -415,11 +422,22 @@ class GatewayReply:
 
     def _read(self, heartbeat: float | None) -> Iterator[list[GrokEvent] | Heartbeat]:
         parser = self._parser
-        wait = min(heartbeat or PING_INTERVAL, PING_INTERVAL)
-        last_heard = last_ping = time.monotonic()
+        last_heard = last_ping = last_beat = time.monotonic()
+        # A degraded turn shows itself by its first web search, before the answer (§4.7). Until
+        # the answer, a tool step or DEGRADED_WINDOW seconds have come, events are held back, so
+        # a degraded turn fails before anything reached the client and another account retries.
+        held: list[GrokEvent] = []
+        held_since: float | None = None
+        deciding = True
         while not parser.done:
+            now = time.monotonic()
+            deadlines = [last_heard + self._read_timeout, last_ping + PING_INTERVAL]
+            if heartbeat is not None:
+                deadlines.append(max(last_heard, last_beat) + heartbeat)
+            if held_since is not None:
+                deadlines.append(held_since + DEGRADED_WINDOW)
             try:
-                message = self._sock.recv(wait)
+                message = self._sock.recv(max(0.0, min(deadlines) - now))
             except _Closed:
                 if self._aborted:
                     return
@@ -434,16 +452,16 @@ class GatewayReply:
                     last_ping = now
                     with contextlib.suppress(_Closed):
                         self._sock.send(json.dumps({"event": {"type": "ping"}}))
-                if heartbeat is not None and now - last_heard >= heartbeat:
+                if held_since is not None and now - held_since >= DEGRADED_WINDOW:
+                    deciding, held_since = False, None
+                    first, held = held, []
+                    yield first
+                elif heartbeat is not None and now - max(last_heard, last_beat) >= heartbeat:
+                    last_beat = now
                     yield Heartbeat()
                 continue
             last_heard = now
             events = parser.feed(message)
-            if parser.degraded_query is not None:
-                raise DegradedTurn(
-                    "grok.com's gateway searched a placeholder query "
-                    f"({parser.degraded_query!r}): a degraded turn"
-                )
             # Whatever else already arrived joins this batch: one write for the lot.
             while not parser.done:
                 try:
@@ -453,6 +471,20 @@ class GatewayReply:
                 if more is None:
                     break
                 events.extend(parser.feed(more))
+            if parser.degraded_query is not None:
+                raise DegradedTurn(
+                    "grok.com's gateway searched a placeholder query "
+                    f"({parser.degraded_query!r}): a degraded turn"
+                )
+            if deciding:
+                held.extend(events)
+                if held_since is None and held:
+                    held_since = now
+                decided = parser.done or any(isinstance(e, _DECISIVE) for e in events)
+                if not decided and (held_since is None or now - held_since < DEGRADED_WINDOW):
+                    continue
+                deciding, held_since = False, None
+                events, held = held, []
             if events:
                 yield events
         if self._aborted:
