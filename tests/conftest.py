@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 
 from grokproxy import create_app
 from grokproxy.dbupgrade import upgrade_database
+from grokproxy.emulator.accounts import sso_cookie
 from grokproxy.extensions import db
 
 from emulator_fixtures import emu, emulator  # noqa: F401  (the fake grok.com)
@@ -38,6 +39,15 @@ BASE_SETTINGS: dict[str, Any] = {
     "UPSTREAM_CONNECT_TIMEOUT": 2.0,
     "UPSTREAM_READ_TIMEOUT": 10.0,
 }
+
+
+def sso_jwt(label: str) -> str:
+    """A raw SSO bearer shaped like grok.com's cookie (HS256 JWT); `label` is its session_id.
+
+    grokproxy accepts only that shape as a raw SSO bearer. The emulator reads its fault prefixes
+    from the session_id, so `sso_jwt("emu-invalid-x")` is a token grok.com rejects.
+    """
+    return sso_cookie(label)
 
 
 def postgres_url() -> str | None:

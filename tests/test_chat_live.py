@@ -11,7 +11,7 @@ import requests
 
 from grokproxy.grok.catalog import DEFAULT_MODELS
 
-from conftest import POOL_KEY
+from conftest import POOL_KEY, sso_jwt
 
 MODELS = [spec.name for spec in DEFAULT_MODELS]
 DIALECTS = ["modes", "model-mode", "legacy"]
@@ -147,7 +147,7 @@ def test_inband_error_before_first_byte_is_a_json_error(live, emu):
     url, _ = live(tokens=[])
     response = requests.post(
         f"{url}/v1/chat/completions",
-        headers={"Authorization": "Bearer emu-inband-caller-own-token"},
+        headers={"Authorization": f"Bearer {sso_jwt('emu-inband-caller-own-token')}"},
         json={"model": "grok-3", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         timeout=30,
     )
@@ -162,7 +162,7 @@ def test_failure_after_first_byte_is_an_error_event_then_done(live, emu):
     emu.configure(tokens=40)
     response = requests.post(
         f"{url}/v1/chat/completions",
-        headers={"Authorization": "Bearer emu-dies-caller-own-token"},
+        headers={"Authorization": f"Bearer {sso_jwt('emu-dies-caller-own-token')}"},
         json={"model": "grok-3", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         stream=True,
         timeout=30,
