@@ -174,7 +174,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> Response:
         details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        return error_response(BadRequest(describe_validation(details), details=details))
+        # One bad field: name it in `param`, as OpenAI does, so clients can point at it.
+        fields = [name for name in details if name != "_schema"]
+        param = fields[0] if len(fields) == 1 and len(details) == 1 else None
+        return error_response(
+            BadRequest(
+                describe_validation(details), details=details, param=str(param) if param else None
+            )
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
