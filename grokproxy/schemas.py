@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow import (
     EXCLUDE,
@@ -29,12 +30,33 @@ _IMAGE_URL_SCHEMES = ("data:", "http://", "https://")
 # at all: text holding either could never reach grok.com or the database.
 _UNSENDABLE = re.compile("[\x00\ud800-\udfff]")
 UNSENDABLE_TEXT = "Must not contain NUL characters or unpaired UTF-16 surrogates."
+MAX_HOST_LENGTH = 253
 
 
 def _sendable(text: str) -> str:
     if _UNSENDABLE.search(text):
         raise ValidationError(UNSENDABLE_TEXT)
     return text
+
+
+def _check_http_url(url: str) -> None:
+    """An http(s) image URL that can be fetched at all: valid port, host and IPv6 brackets."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port outside 0-65535)
+        host = parts.hostname
+    except ValueError:
+        raise ValidationError(
+            "image_url.url is not a valid URL (check the host and port)."
+        ) from None
+    if not host:
+        raise ValidationError("image_url.url needs a host name.")
+    try:
+        ascii_host = host.encode("idna")  # refuses empty labels and labels over 63 characters
+    except UnicodeError:
+        raise ValidationError("image_url.url has an invalid host name.") from None
+    if len(ascii_host) > MAX_HOST_LENGTH:
+        raise ValidationError("image_url.url has a host name longer than 253 characters.")
 
 
 class StrictBoolean(fields.Field):
@@ -104,6 +126,8 @@ def _load_part(raw: Any) -> dict[str, Any]:
         url = _sendable(image.strip())
         if not url.lower().startswith(_IMAGE_URL_SCHEMES):
             raise ValidationError("image_url.url must be a data: URL or an http(s) URL.")
+        if not url.lower().startswith("data:"):
+            _check_http_url(url)
         return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
     if isinstance(kind, str):
         # Audio and file parts are rejected, not dropped: answering without the attachment the

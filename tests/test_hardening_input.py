@@ -87,3 +87,24 @@ def test_a_system_message_with_a_lone_surrogate_is_refused_too(chat_client):
 def test_paired_surrogates_that_are_one_character_pass(chat_client):
     response = post_chat(chat_client, ask("a smile 😀"))
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999/x.png",
+        "http://[::1",
+        "http://" + "a" * 300 + ".example.com/x.png",
+        "https://" + ("abcdefghij." * 25) + "com/x.png",
+        "http:///x.png",
+        "https://exa..mple.com/x.png",
+    ],
+)
+def test_an_image_url_that_cannot_be_fetched_is_a_400_naming_messages(chat_client, url):
+    content = [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    response = post_chat(chat_client, ask(content))
+    error = error_of(response, 400)
+    assert error["param"] == "messages" and "image_url" in error["message"]
