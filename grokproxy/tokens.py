@@ -77,7 +77,10 @@ def safe_preview(raw: Any) -> str | None:
     text = raw.strip()
     with contextlib.suppress(ValueError):
         text = normalize_token(text)
-    return preview(text[:MAX_TOKEN_LENGTH] if len(text) > MAX_TOKEN_LENGTH else text)
+    shown = preview(text[:MAX_TOKEN_LENGTH] if len(text) > MAX_TOKEN_LENGTH else text)
+    # A malformed entry may hold anything, lone surrogates included, which no JSON answer can
+    # encode: show those characters as "?" so the answer still reports every entry.
+    return "".join(c if c.isprintable() else "?" for c in shown)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:

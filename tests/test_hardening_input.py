@@ -108,3 +108,26 @@ def test_an_image_url_that_cannot_be_fetched_is_a_400_naming_messages(chat_clien
     response = post_chat(chat_client, ask(content))
     error = error_of(response, 400)
     assert error["param"] == "messages" and "image_url" in error["message"]
+
+
+def test_batch_add_reports_a_token_with_a_lone_surrogate_and_stores_the_others(emu_app):
+    client = emu_app().test_client()
+    tokens = [
+        "emu-good-batch-token-0001",
+        "emu-bad-\ud800-token-x\udfff",
+        "emu-good-batch-token-0002",
+    ]
+    response = client.post(
+        "/api/batch-add-grok-token",
+        data=json.dumps({"sso_token_list": tokens}),
+        content_type="application/json",
+        headers=ADMIN,
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = response.get_json()
+    assert len(answer["email_list"]) == 2
+    (failed,) = answer["failed"]
+    assert failed["index"] == 1 and failed["code"] == "malformed" and failed["error"]
+    assert failed["token_preview"] == "emu-ba…n-x?"
+    listed = client.get("/api/get-grok-list", headers=ADMIN).get_json()
+    assert listed["total"] == 2
