@@ -34,9 +34,44 @@ for _closer in b"]}":
     _STEP[_closer] = -1
 
 
+class _WholeReads:
+    """The werkzeug dev server's socket file, made to fail when a chunk is cut short.
+
+    Its DechunkedInput writes a short read into the caller's bytearray (which shrinks) yet
+    reports the full chunk length: CPython then copies that many bytes from past the buffer, so
+    a truncated chunked body read heap memory or crashed the process (found by bench/fuzz.py).
+    """
+
+    def __init__(self, rfile):
+        self._rfile = rfile
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._rfile.read(size)
+        if size is not None and size >= 0 and len(data) < size:
+            raise OSError("the chunked body ended inside a chunk")
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._rfile.readline(size)
+
+
+def _guard_dev_server_dechunking() -> None:
+    from werkzeug.serving import DechunkedInput
+
+    stream = request.environ.get("wsgi.input")
+    rfile = getattr(stream, "_rfile", None)
+    if (
+        isinstance(stream, DechunkedInput)
+        and rfile is not None
+        and not isinstance(rfile, _WholeReads)
+    ):
+        stream._rfile = _WholeReads(rfile)
+
+
 def read_body() -> bytes:
     """The raw request body; 413 `request_too_large` when it exceeds MAX_REQUEST_BYTES."""
     limit = current_app.config["MAX_REQUEST_BYTES"]
+    _guard_dev_server_dechunking()
     if "stream" not in request.__dict__:
         # One byte of slack: werkzeug's capped stream stops silently at its limit, so reading one
         # byte past ours is how a chunked body that is too large tells itself apart.

@@ -180,3 +180,27 @@ def test_brackets_inside_strings_are_not_nesting(app):
     body = {"model": "nomodel", "messages": [{"role": "user", "content": text}]}
     response = app.test_client().post("/v1/chat/completions", json=body, headers=POOL)
     assert error_of(response, 404)["code"] == "model_not_found"
+
+
+def test_a_chunk_cut_short_is_a_400_and_never_reads_past_what_was_sent(make_app, serve):
+    from flask import jsonify
+
+    from grokproxy.bodies import read_body
+
+    app = make_app(MAX_REQUEST_BYTES=LIMIT)
+
+    @app.post("/_test/body-length")
+    def body_length():
+        return jsonify(length=len(read_body()))
+
+    url = serve(app)
+    head = {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
+    # The chunk announces 1 MiB and three bytes arrive: werkzeug's dechunker used to report
+    # 64 KiB per read, copied from past its buffer: heap bytes up to the limit (a 413 here), or
+    # a segfault.
+    for _ in range(20):
+        answer = raw_request(url, "/_test/body-length", head, [b"100000\r\nabc"])
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+        assert b'"error"' in answer
+    whole = raw_request(url, "/_test/body-length", head, chunked(b"x" * 3000, 7))
+    assert whole.startswith(b"HTTP/1.1 200") and b'"length":3000' in whole.replace(b" ", b"")
