@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from flask import current_app, request
 from sqlalchemy import select
@@ -17,6 +20,13 @@ from .grok.headers import normalize_token
 from .models import User
 
 CallerKind = Literal["pool", "user", "sso"]
+
+# grok.com's `sso` cookie is an HS256 JWT: three base64url segments, the payload holding
+# `session_id`. The signature cannot be checked here (grok.com holds the key), but the shape is
+# enough to turn away random bearers before they cost a body read or an upstream call.
+SSO_TOKEN_MAX = 4096
+_B64URL_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+HS256_SIGNATURE_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -67,9 +77,42 @@ def require_admin(view: Callable) -> Callable:
     return guarded
 
 
+def _b64url_decode(segment: str) -> bytes | None:
+    if not _B64URL_SEGMENT.match(segment):
+        return None
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except ValueError:
+        return None
+
+
+def _json_object(segment: str) -> dict[str, Any] | None:
+    raw = _b64url_decode(segment)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def looks_like_sso_token(value: str) -> bool:
-    """A raw grok SSO cookie value rather than an API key (keys start with sk-)."""
-    return not value.startswith("sk-") and len(value) >= 16 and not any(c.isspace() for c in value)
+    """True for the shape of a grok.com `sso` cookie: an HS256 JWT with a `session_id` claim."""
+    if len(value) > SSO_TOKEN_MAX or value.count(".") != 2:
+        return False
+    header_part, payload_part, signature_part = value.split(".")
+    header, payload = _json_object(header_part), _json_object(payload_part)
+    signature = _b64url_decode(signature_part)
+    return (
+        header is not None
+        and header.get("alg") == "HS256"
+        and payload is not None
+        and isinstance(payload.get("session_id"), str)
+        and bool(payload["session_id"])
+        and signature is not None
+        and len(signature) == HS256_SIGNATURE_BYTES
+    )
 
 
 def chat_caller() -> Caller:
@@ -85,7 +128,15 @@ def chat_caller() -> Caller:
     user = db.session.scalars(select(User).where(User.api_key_digest == digest)).first()
     if user is not None:
         return Caller("user", owner=f"user:{user.id}", user_id=user.id, account_id=user.account_id)
-    if current_app.config.get("ALLOW_SSO_BEARER") and looks_like_sso_token(token):
-        sso = normalize_token(token)
-        return Caller("sso", owner=f"sso:{box.digest(sso)[:40]}", sso_token=sso)
+    if current_app.config.get("ALLOW_SSO_BEARER"):
+        try:
+            sso = normalize_token(token)
+        except ValueError:
+            sso = None
+        if sso is not None and looks_like_sso_token(sso):
+            return Caller("sso", owner=f"sso:{box.digest(sso)[:40]}", sso_token=sso)
+        raise Unauthorized(
+            "invalid API key: send a key of this gateway, or a grok.com sso cookie value "
+            "(a JWT: three base64url parts)"
+        )
     raise Unauthorized("invalid API key")

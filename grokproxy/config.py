@@ -294,6 +294,13 @@ VARIABLES: tuple[Variable, ...] = (
         "LOGIN_LINK_TTL_SECONDS", 86400, parse_positive_int, "How long a login link stays valid."
     ),
     Variable(
+        "SESSION_LIFETIME_SECONDS",
+        7 * 86400,
+        parse_positive_int,
+        "How long a web sign-in lasts, counted from the sign-in (signing out, or signing in "
+        "again elsewhere, ends it sooner).",
+    ),
+    Variable(
         "LOG_LEVEL",
         "INFO",
         parse_choice("debug", "info", "warning", "error"),

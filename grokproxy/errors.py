@@ -8,10 +8,12 @@ Validation errors add `details`. No route ever answers with an HTML page or a tr
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,16 @@ HTTP_TYPES = {
     502: "upstream_error",
     503: "no_available_account",
 }
+
+# Seconds a client should wait before retrying while the database is unreachable.
+DATABASE_RETRY_AFTER = 5
+# SQLite failures that mean "cannot use the file now", not "the query is wrong".
+_SQLITE_UNAVAILABLE = (
+    "unable to open database",
+    "database is locked",
+    "database is busy",
+    "disk i/o error",
+)
 
 
 class APIError(Exception):
@@ -134,6 +146,47 @@ class NoAccount(APIError):
     code = "no_available_account"
 
 
+class DatabaseUnavailable(APIError):
+    """503: the database cannot be reached right now; Retry-After says when to try again."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "database_unavailable"
+
+
+def _driver_unavailable(error: BaseException) -> bool:
+    if isinstance(error, sqlite3.OperationalError):
+        return any(text in str(error).lower() for text in _SQLITE_UNAVAILABLE)
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover (psycopg is a runtime dependency)
+        return False
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) says the database is unreachable, not a wrong query."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sa_exc.TimeoutError):
+            return True  # every pooled connection is busy or being opened
+        if isinstance(error, sa_exc.DBAPIError):
+            if error.connection_invalidated:
+                return True
+            if error.orig is not None and _driver_unavailable(error.orig):
+                return True
+            if isinstance(error, sa_exc.InterfaceError) and not isinstance(
+                error.orig, sqlite3.Error
+            ):
+                return True
+        elif _driver_unavailable(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def error_response(error: APIError) -> Response:
     """Render an APIError as its JSON answer."""
     response = jsonify(error.body())
@@ -174,7 +227,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> Response:
         details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        return error_response(BadRequest(describe_validation(details), details=details))
+        # One bad field: name it in `param`, as OpenAI does, so clients can point at it.
+        fields = [name for name in details if name != "_schema"]
+        param = fields[0] if len(fields) == 1 and len(details) == 1 else None
+        return error_response(
+            BadRequest(
+                describe_validation(details), details=details, param=str(param) if param else None
+            )
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -185,6 +245,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if database_unavailable(exc):
+            return _database_unavailable(exc)
         # The traceback goes to the log only; the client learns nothing about the internals.
         log.exception("unexpected error")
         error = APIError(
@@ -194,6 +256,24 @@ def register_error_handlers(app: Flask) -> None:
         )
         error.type = "server_error"
         return error_response(error)
+
+
+def _database_unavailable(exc: Exception) -> Response:
+    from .extensions import db
+
+    # The class name only: driver messages can carry host names or credentials.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    try:
+        # Drop the session and its broken connection: the next request starts on a fresh one.
+        db.session.remove()
+    except Exception:
+        log.warning("could not discard the database session after an outage", exc_info=True)
+    return error_response(
+        DatabaseUnavailable(
+            "the database is unreachable right now; retry in a few seconds",
+            retry_after=DATABASE_RETRY_AFTER,
+        )
+    )
 
 
 def describe_validation(details: dict[str, Any]) -> str:

@@ -124,6 +124,9 @@ class User(TimestampMixin, db.Model):
     api_key_digest: Mapped[str] = mapped_column(String(64), unique=True)
     # Bumped when a login link is used, so every link works once.
     login_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Stored in the web session at sign-in; bumped by sign-out and by every new sign-in, which
+    # ends every session (a copied cookie included) started before.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     account: Mapped[Account | None] = relationship(back_populates="users")

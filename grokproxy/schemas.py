@@ -7,8 +7,10 @@ OpenAI clients send (see spec/clients.md §1.9) and ignores fields grok.com has 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow import (
     EXCLUDE,
@@ -24,6 +26,37 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 ID_MAX_LENGTH = 128
 
 _IMAGE_URL_SCHEMES = ("data:", "http://", "https://")
+# NUL cannot be stored in PostgreSQL text and a lone UTF-16 surrogate cannot be encoded as UTF-8
+# at all: text holding either could never reach grok.com or the database.
+_UNSENDABLE = re.compile("[\x00\ud800-\udfff]")
+UNSENDABLE_TEXT = "Must not contain NUL characters or unpaired UTF-16 surrogates."
+MAX_HOST_LENGTH = 253
+
+
+def _sendable(text: str) -> str:
+    if _UNSENDABLE.search(text):
+        raise ValidationError(UNSENDABLE_TEXT)
+    return text
+
+
+def _check_http_url(url: str) -> None:
+    """An http(s) image URL that can be fetched at all: valid port, host and IPv6 brackets."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port outside 0-65535)
+        host = parts.hostname
+    except ValueError:
+        raise ValidationError(
+            "image_url.url is not a valid URL (check the host and port)."
+        ) from None
+    if not host:
+        raise ValidationError("image_url.url needs a host name.")
+    try:
+        ascii_host = host.encode("idna")  # refuses empty labels and labels over 63 characters
+    except UnicodeError:
+        raise ValidationError("image_url.url has an invalid host name.") from None
+    if len(ascii_host) > MAX_HOST_LENGTH:
+        raise ValidationError("image_url.url has a host name longer than 253 characters.")
 
 
 class StrictBoolean(fields.Field):
@@ -46,8 +79,10 @@ class MessageContent(fields.Field):
     """
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if value is None or isinstance(value, str):
+        if value is None:
             return value
+        if isinstance(value, str):
+            return _sendable(value)
         if not isinstance(value, list):
             raise ValidationError("Must be a string or a list of content parts.")
         parts: list[dict[str, Any]] = []
@@ -71,13 +106,13 @@ def _load_part(raw: Any) -> dict[str, Any]:
         text = raw.get("text")
         if not isinstance(text, str):
             raise ValidationError("Text part needs a string 'text'.")
-        return {"type": "text", "text": text}
+        return {"type": "text", "text": _sendable(text)}
     if kind == "refusal":
         # Echoed assistant history may carry refusal parts; they read as plain text.
         text = raw.get("refusal")
         if not isinstance(text, str):
             raise ValidationError("Refusal part needs a string 'refusal'.")
-        return {"type": "text", "text": text}
+        return {"type": "text", "text": _sendable(text)}
     if kind == "image_url":
         image = raw.get("image_url")
         detail = None
@@ -88,9 +123,11 @@ def _load_part(raw: Any) -> dict[str, Any]:
             image = image.get("url")
         if not isinstance(image, str) or not image.strip():
             raise ValidationError("Image part needs 'image_url' as {\"url\": ...} or a URL string.")
-        url = image.strip()
+        url = _sendable(image.strip())
         if not url.lower().startswith(_IMAGE_URL_SCHEMES):
             raise ValidationError("image_url.url must be a data: URL or an http(s) URL.")
+        if not url.lower().startswith("data:"):
+            _check_http_url(url)
         return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
     if isinstance(kind, str):
         # Audio and file parts are rejected, not dropped: answering without the attachment the
@@ -148,12 +185,22 @@ class StreamOptionsSchema(Schema):
     include_usage = StrictBoolean(load_default=False, allow_none=True)
 
 
+def _printable(value: str) -> None:
+    # Ids are grok.com UUIDs: NUL, control characters and lone surrogates could not even be
+    # stored (PostgreSQL refuses NUL; no database encodes a lone surrogate).
+    if not value.isprintable():
+        raise ValidationError("Must contain only printable characters.")
+
+
 def _optional_id() -> fields.String:
     return fields.String(
         allow_none=True,
-        validate=validate.Length(
-            min=1, max=ID_MAX_LENGTH, error=f"Must be 1 to {ID_MAX_LENGTH} characters."
-        ),
+        validate=[
+            validate.Length(
+                min=1, max=ID_MAX_LENGTH, error=f"Must be 1 to {ID_MAX_LENGTH} characters."
+            ),
+            _printable,
+        ],
     )
 
 

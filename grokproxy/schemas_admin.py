@@ -9,6 +9,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from .tokens import MAX_BATCH
 
 MD5_HEX = r"^[0-9a-fA-F]{32}$"
+# Keeps (page - 1) * page_size inside a 64-bit OFFSET on every database.
+MAX_PAGE = 1_000_000_000
 
 
 class WholeNumber(fields.Integer):
@@ -49,7 +51,12 @@ class PageSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    page = WholeNumber(load_default=1, validate=validate.Range(min=1, error="page starts at 1"))
+    page = WholeNumber(
+        load_default=1,
+        validate=validate.Range(
+            min=1, max=MAX_PAGE, error=f"page must be between 1 and {MAX_PAGE}"
+        ),
+    )
     page_size = WholeNumber(
         load_default=20,
         validate=validate.Range(min=1, max=100, error="page_size must be between 1 and 100"),

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import pool
 from .crypto import SecretBox, preview
+from .errors import database_unavailable
 from .extensions import db
 from .grok import errors as grok_errors
 from .grok.client import AccountIdentity, GrokClient, Quota
@@ -77,7 +78,10 @@ def safe_preview(raw: Any) -> str | None:
     text = raw.strip()
     with contextlib.suppress(ValueError):
         text = normalize_token(text)
-    return preview(text[:MAX_TOKEN_LENGTH] if len(text) > MAX_TOKEN_LENGTH else text)
+    shown = preview(text[:MAX_TOKEN_LENGTH] if len(text) > MAX_TOKEN_LENGTH else text)
+    # A malformed entry may hold anything, lone surrogates included, which no JSON answer can
+    # encode: show those characters as "?" so the answer still reports every entry.
+    return "".join(c if c.isprintable() else "?" for c in shown)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
@@ -235,7 +239,9 @@ def add_tokens(raw_list: Sequence[Any], *, fetch_quota: bool = True) -> BatchRes
         seen_md5[key] = index
         try:
             account_id, status = _upsert(box, token, identity)
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise  # a 503: the whole call can be retried, re-adding a token is harmless
             log.exception("could not store the account of a token (%s)", preview(token))
             result.failed.append(
                 _failure(index, token, "internal_error", "could not store the account (see log)")

@@ -4,7 +4,9 @@ A user is created (or updated) by the admin API, bound to one grok account, and 
 API key once; the key is stored encrypted and found by its keyed digest, so later logins return
 the same key. Each login also answers a signed, expiring link; opening it signs the person in to
 the web chat page. The link carries the user's `login_generation`, and using it bumps that
-number, so a link works once (and using one retires every link issued before it).
+number, so a link works once (and using one retires every link issued before it). A sign-in
+also bumps the user's `session_epoch`, which the session cookie carries and every web page checks:
+signing out or signing in again ends every older session, a copied cookie included.
 """
 
 from __future__ import annotations
@@ -170,7 +172,13 @@ def redeem_link(token: str) -> User:
     result = db.session.execute(
         update(User)
         .where(User.id == user_id, User.login_generation == generation)
-        .values(login_generation=generation + 1, last_login_at=utcnow(), updated_at=utcnow())
+        .values(
+            login_generation=generation + 1,
+            # A new sign-in ends every earlier web session of this user.
+            session_epoch=User.session_epoch + 1,
+            last_login_at=utcnow(),
+            updated_at=utcnow(),
+        )
     )
     db.session.commit()
     if result.rowcount != 1:
@@ -180,6 +188,17 @@ def redeem_link(token: str) -> User:
         raise LinkRefused("used")
     log.info("user %s signed in with a login link", user_id)
     return user
+
+
+def end_sessions(user_id: int) -> None:
+    """Sign the user out everywhere: every web session started before now stops working."""
+    db.session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(session_epoch=User.session_epoch + 1, updated_at=utcnow())
+    )
+    db.session.commit()
+    log.info("user %s signed out: every earlier web session ended", user_id)
 
 
 def user_api_key(user: User) -> str:

@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 
 from grokproxy import create_app
 from grokproxy.dbupgrade import upgrade_database
-from grokproxy.emulator.accounts import email_for, user_id_for
+from grokproxy.emulator.accounts import email_for, sso_cookie, user_id_for
 from grokproxy.extensions import db
 
 from emulator_fixtures import emu, emulator  # noqa: F401  (the fake grok.com)
@@ -68,6 +68,15 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/json"
     return response.get_json()["error"]
+
+
+def sso_jwt(label: str) -> str:
+    """A raw SSO bearer shaped like grok.com's cookie (HS256 JWT); `label` is its session_id.
+
+    grokproxy accepts only that shape as a raw SSO bearer. The emulator reads its fault prefixes
+    from the session_id, so `sso_jwt("emu-invalid-x")` is a token grok.com rejects.
+    """
+    return sso_cookie(label)
 
 
 def postgres_url() -> str | None:

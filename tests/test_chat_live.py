@@ -14,7 +14,7 @@ from grokproxy.grok.catalog import DEFAULT_MODELS
 from grokproxy.grok.settings import DIALECTS
 from grokproxy.models import Account, AccountStatus
 
-from conftest import POOL_KEY
+from conftest import POOL_KEY, sso_jwt
 
 MODELS = [spec.name for spec in DEFAULT_MODELS]
 HEALTHY = ["emu-good-account-one-0001", "emu-good-account-two-0002"]
@@ -142,7 +142,7 @@ def test_inband_error_before_first_byte_is_a_json_error(live, emu):
     _, url = live([])
     response = requests.post(
         f"{url}/v1/chat/completions",
-        headers={"Authorization": "Bearer emu-inband-caller-own-token"},
+        headers={"Authorization": f"Bearer {sso_jwt('emu-inband-caller-own-token')}"},
         json={"model": "grok-3", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         timeout=30,
     )
@@ -157,7 +157,7 @@ def test_failure_after_first_byte_is_an_error_event_then_done(live, emu):
     emu.configure(tokens=40)
     response = requests.post(
         f"{url}/v1/chat/completions",
-        headers={"Authorization": "Bearer emu-dies-caller-own-token"},
+        headers={"Authorization": f"Bearer {sso_jwt('emu-dies-caller-own-token')}"},
         json={"model": "grok-3", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         stream=True,
         timeout=30,

@@ -7,7 +7,7 @@ import pytest
 from grokproxy.extensions import db
 from grokproxy.models import Account, AccountStatus, Conversation
 
-from conftest import POOL_KEY, error_of
+from conftest import POOL_KEY, error_of, sso_jwt
 
 AUTH = {"Authorization": f"Bearer {POOL_KEY}"}
 GOOD = {"model": "grok-3", "messages": [{"role": "user", "content": "hi"}]}
@@ -44,7 +44,7 @@ def test_models_need_a_key_too(chat):
 
 def test_sso_bearer_can_be_switched_off(chat):
     _, client, _ = chat(ALLOW_SSO_BEARER=False)
-    headers = {"Authorization": "Bearer emu-my-own-sso-token-1234"}
+    headers = {"Authorization": f"Bearer {sso_jwt('emu-my-own-sso-token-1234')}"}
     error_of(client.post("/v1/chat/completions", json=GOOD, headers=headers), 401)
 
 
@@ -186,7 +186,7 @@ def test_conversation_is_recorded_with_its_owner_and_account(chat):
 
 def test_a_rejected_raw_sso_token_is_a_403_that_never_echoes_it(chat):
     _, client, _ = chat([])
-    token = "emu-invalid-callers-own-0001"
+    token = sso_jwt("emu-invalid-callers-own-0001")
     response = client.post(
         "/v1/chat/completions", json=GOOD, headers={"Authorization": f"Bearer {token}"}
     )

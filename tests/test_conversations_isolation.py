@@ -14,11 +14,12 @@ from grokproxy.emulator.accounts import email_for
 from grokproxy.extensions import db
 from grokproxy.models import Conversation, User
 
-from conftest import POOL_KEY, md5_of
+from conftest import POOL_KEY, md5_of, sso_jwt
 
-SHARED = "emu-shared-account-0001"
-SECOND = "emu-second-account-0002"
-THIRD = "emu-third-account-0003"
+# JWT-shaped, like grok.com's cookie: SHARED is also sent as a raw SSO bearer.
+SHARED = sso_jwt("emu-shared-account-0001")
+SECOND = sso_jwt("emu-second-account-0002")
+THIRD = sso_jwt("emu-third-account-0003")
 POOL_AUTH = {"Authorization": f"Bearer {POOL_KEY}"}
 # Every test here runs over both upstream transports (the WebSocket gateway and HTTP).
 pytestmark = pytest.mark.usefixtures("transport")

@@ -15,7 +15,7 @@ import requests
 
 from grokproxy.extensions import db
 
-from conftest import postgres_url
+from conftest import postgres_url, sso_jwt
 
 
 def free_port() -> int:
@@ -80,7 +80,7 @@ def test_under_gunicorn_a_client_hang_up_closes_upstream_within_a_second(
         body = {"model": "grok-3", "stream": True, "messages": [{"role": "user", "content": "x"}]}
         response = requests.post(
             f"{url}/v1/chat/completions",
-            headers={"Authorization": "Bearer emu-gunicorn-hang-up-token"},
+            headers={"Authorization": f"Bearer {sso_jwt('emu-gunicorn-hang-up-token')}"},
             json=body,
             stream=True,
             timeout=30,

@@ -3,7 +3,9 @@
 Any SSO token is an account. Its e-mail is `<first 12 hex of sha256(token)>@emulator.grok.test`
 and its userId a UUID made from the same digest, so tests can predict both without a request.
 
-Behaviour chosen by token prefix (a fault set through `/_emulator/fault` acts the same way):
+Behaviour chosen by token prefix (a fault set through `/_emulator/fault` acts the same way). A
+token shaped like grok.com's real `sso` cookie (an HS256 JWT, see `sso_cookie`) carries its
+prefix at the start of the payload's `session_id`:
 
     emu-ratelimited-…  chat 429 code 8 "Too many requests"; rate-limits shows 0 remaining
     emu-invalid-…      chat 403 code 16 invalid-credentials; session `unauthenticated`
@@ -26,7 +28,10 @@ Everything else is a healthy "super" account (quotas as upstream.md §5.2).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -80,10 +85,36 @@ def org_id_for(token: str) -> str:
     return str(uuid.UUID(bytes=token_digest(token)[16:32], version=4))
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def sso_cookie(label: str) -> str:
+    """A token shaped like grok.com's `sso` cookie: an HS256 JWT whose `session_id` is `label`."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps({"session_id": label}).encode())
+    signature = hmac.new(b"emulator", f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
+def fault_label(token: str) -> str:
+    """Where a fault prefix is looked for: a JWT-shaped token's `session_id`, else the token."""
+    parts = token.split(".")
+    if len(parts) == 3:
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except ValueError:
+            return token
+        if isinstance(claims, dict) and isinstance(claims.get("session_id"), str):
+            return claims["session_id"]
+    return token
+
+
 def prefix_fault(token: str) -> str | None:
     """The fault a token's prefix selects, or None for a healthy account."""
+    label = fault_label(token)
     for name in FAULTS:
-        if token.startswith(f"emu-{name}-"):
+        if label.startswith(f"emu-{name}-"):
             return name
     return None
 

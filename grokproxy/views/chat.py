@@ -10,7 +10,8 @@ from itsdangerous import URLSafeSerializer
 
 from .. import relay
 from ..auth import chat_caller
-from ..errors import BadRequest, NotFound
+from ..bodies import json_body
+from ..errors import NotFound
 from ..openai import SSE_DONE, SSE_KEEPALIVE, CompletionBuilder, sse
 from ..schemas import load_chat_request
 from ..upstream import model_catalog
@@ -129,13 +130,7 @@ def responses_api():
 
 
 def _json_body():
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        raise BadRequest("the request body is empty: send a JSON chat completion request")
-    payload = request.get_json(force=True, silent=True)
-    if payload is None:
-        raise BadRequest("the request body is not valid JSON", code="invalid_json")
-    return payload
+    return json_body("the request body is empty: send a JSON chat completion request")
 
 
 def _id_headers(conversation_id: str | None, message_id: str | None) -> dict[str, str]:

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import users
 from ..auth import require_admin
+from ..bodies import parse_json, read_body
 from ..errors import BadRequest
 from ..schemas_login import LoginSchema, LoginV2Schema
 
@@ -16,12 +17,17 @@ bp = Blueprint("login", __name__)
 
 def _body() -> dict[str, Any]:
     """The request's fields, from a JSON object or a form."""
+    raw = read_body()  # first: the size limit applies before form parsing reads the body
     if request.form:
         return request.form.to_dict()
-    raw = request.get_data(cache=True)
     if not raw.strip():
         return {}
-    payload = request.get_json(force=True, silent=True)
+    try:
+        payload = parse_json(raw)
+    except BadRequest as error:
+        if error.code != "invalid_json":
+            raise
+        payload = None
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object or form data", code="invalid_json")
     return payload

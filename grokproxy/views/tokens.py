@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 
 from .. import tokens
 from ..auth import require_admin
+from ..bodies import parse_json, read_body
 from ..errors import BadRequest
 from ..schemas_admin import BatchAddSchema, DeleteSchema, PageSchema, load
 
@@ -20,15 +21,11 @@ _delete = DeleteSchema()
 
 
 def _json_body() -> Any:
-    """The JSON body, None when the request has none; 400 when it is not valid JSON."""
-    if not request.get_data(cache=True):
+    """The JSON body, None when the request has none or is a form; 400 when it is not JSON."""
+    data = read_body()
+    if not data or not request.is_json:
         return None
-    if request.is_json:
-        body = request.get_json(silent=True)
-        if body is None:
-            raise BadRequest("the request body is not valid JSON", code="invalid_json")
-        return body
-    return None
+    return parse_json(data)
 
 
 def _form_list(name: str) -> list[str] | None:
@@ -71,9 +68,9 @@ def batch_add():
 @require_admin
 def get_list():
     """One page of the pool; page/page_size from the query, form or JSON body."""
+    body = _json_body()  # first: the size limit applies before form parsing reads the body
     params: dict[str, Any] = dict(request.args.items())
     params.update(request.form.items())
-    body = _json_body()
     if body is not None:
         if not isinstance(body, dict):
             load(_page, body)  # raises the "must be a JSON object" error

@@ -20,7 +20,6 @@ from ..models import Account, User
 
 bp = Blueprint("web", __name__)
 
-SESSION_LIFETIME = timedelta(days=30)
 # Inline scripts and styles are never used, so the policy can forbid them outright.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -56,7 +55,10 @@ def _session_cookie_settings(state) -> None:
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_SECURE"] = public_url.startswith("https://")
-    config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
+    config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=config["SESSION_LIFETIME_SECONDS"])
+    # The cookie's signed timestamp stays that of the sign-in, so the lifetime is absolute: a
+    # stolen cookie does not live on by being used.
+    config["SESSION_REFRESH_EACH_REQUEST"] = False
 
 
 def _page(template: str, status: int = 200, **context) -> Response:
@@ -73,8 +75,10 @@ def _signed_in_user() -> User | None:
     if not isinstance(user_id, int):
         return None
     user = db.session.get(User, user_id)
-    if user is None:
+    if user is None or session.get("session_epoch") != user.session_epoch:
+        # Signed out, or signed in again since: this session (or a copy of it) is over.
         session.clear()
+        return None
     return user
 
 
@@ -97,6 +101,7 @@ def open_login_link(link_token: str):
     session.clear()
     session.permanent = True
     session["user_id"] = user.id
+    session["session_epoch"] = user.session_epoch
     response = redirect(url_for("web.chat_page"), code=303)
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
@@ -119,6 +124,9 @@ def chat_page():
 
 @bp.post("/logout")
 def logout():
-    """End the session."""
+    """End the session, and every other session of the same user (copied cookies included)."""
+    user = _signed_in_user()
+    if user is not None:
+        users.end_sessions(user.id)
     session.clear()
     return redirect(url_for("web.sign_in_help", signed_out=1), code=303)
