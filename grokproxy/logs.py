@@ -120,24 +120,23 @@ def install_redaction() -> None:
                     handler.addFilter(one)
 
 
+def note_model(model: str) -> None:
+    """Record the model a chat request asked for, for its summary log line."""
+    g.served = {**(g.get("served") or {}), "model": model[:100]}
+
+
 def note_served(account_id: int | None, token_preview: str, model: str) -> None:
     """Record which account served this request, for its summary log line (never the token)."""
     g.served = {"account_id": account_id, "token_preview": token_preview, "model": model}
 
 
 def _collect_served(response: Any) -> Any:
-    """after_request: hand what the views noted to the middleware, which logs after the body."""
+    """after_request: hand what the views noted to the middleware, which logs after the body.
+
+    Never reads the body itself: a request refused before its body was read (a bad key, a body
+    over the limit) must stay unread."""
     if request.path in CHAT_PATHS:
-        served = g.get("served") or {}
-        model = served.get("model")
-        if model is None:
-            try:
-                body = request.get_json(silent=True)
-            except Exception:  # a body too large: the summary line is still written
-                body = None
-            if isinstance(body, dict) and isinstance(body.get("model"), str):
-                model = body["model"][:100]
-        request.environ["grokproxy.served"] = {**served, "model": model}
+        request.environ["grokproxy.served"] = dict(g.get("served") or {})
     return response
 
 

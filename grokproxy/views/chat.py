@@ -12,6 +12,7 @@ from .. import relay
 from ..auth import chat_caller
 from ..bodies import json_body
 from ..errors import NotFound
+from ..logs import note_model
 from ..openai import SSE_DONE, SSE_KEEPALIVE, CompletionBuilder, sse
 from ..schemas import load_chat_request
 from ..upstream import model_catalog
@@ -98,6 +99,7 @@ def chat_completions():
     caller = chat_caller()
     payload = _json_body()
     chat = load_chat_request(payload)
+    note_model(chat.model)
     spec = model_catalog().get(chat.model)
     if spec is None:
         raise NotFound(
