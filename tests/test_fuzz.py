@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,9 +44,8 @@ def test_only_documented_5xx_answers_are_allowed(status, body, own):
 
 def test_a_seeded_slice_of_the_fuzz_battery_finds_no_5xx_of_grokproxy(emu_app, serve):
     app = emu_app(MAX_REQUEST_BYTES=fuzz.BODY_LIMIT, LOG_LEVEL="ERROR")
-    started = time.monotonic()
+    # Bounded by its request count (and pytest-timeout), never by a timed assertion.
     report = fuzz.fuzz_app(app, serve(app), requests=1500, seed=20261201)
-    assert time.monotonic() - started < 30
     assert not report.failures, report.summary()
     # The slice reached every kind of mutation, and real answers came back.
     assert set(report.kinds) == {"body", "whole", "headers", "query", "framing"}
