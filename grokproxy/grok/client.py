@@ -402,20 +402,7 @@ class GrokClient:
                 raise UpstreamBroken(
                     f"grok.com upload route {path} answered HTTP 404", status=404
                 ) from exc
-        try:
-            text = response.text(_JSON_BODY_LIMIT)
-        except BodyTooLarge as exc:
-            raise UpstreamBroken(f"grok.com {path} answer is too large") from exc
-        if looks_like_cloudflare(response.content_type, text):
-            self.transport.penalize_proxy(response.proxy)
-            raise CloudflareChallenge(
-                f"grok.com {path} answered with a Cloudflare challenge page",
-                status=response.status,
-            )
-        try:
-            answer = json.loads(text)
-        except ValueError as exc:
-            raise UpstreamBroken(f"grok.com {path} answer is not JSON") from exc
+        answer = self._answer_json(response, path)
         if isinstance(answer, dict):
             if answer.get("terminalError"):
                 raise classify_error_object(
@@ -560,6 +547,10 @@ class GrokClient:
         response = self._send(
             method, self.settings.base_url + path, headers, json=body, timeout=timeout
         )
+        return self._answer_json(response, path)
+
+    def _answer_json(self, response: UpstreamResponse, path: str) -> Any:
+        """The JSON of a 2xx answer; a challenge page or a body that is not JSON raises."""
         try:
             text = response.text(_JSON_BODY_LIMIT)
         except BodyTooLarge as exc:
