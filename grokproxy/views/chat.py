@@ -6,12 +6,12 @@ import logging
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from itsdangerous import URLSafeSerializer
 
 from .. import relay
 from ..auth import chat_caller
 from ..bodies import json_body
 from ..errors import NotFound
+from ..images import image_url_maker
 from ..logs import note_model
 from ..openai import SSE_DONE, SSE_KEEPALIVE, CompletionBuilder, sse
 from ..schemas import load_chat_request
@@ -189,27 +189,7 @@ def _stream(builder: CompletionBuilder, opened: relay.OpenedReply, mode: str) ->
 
 def _image_url_maker(opened: relay.OpenedReply):
     """Generated images are served by grokproxy (`/images/<signed>`), never by assets.grok.com."""
-    signer = image_signer()
-    box = current_app.extensions["grokproxy.secrets"]
     # Read now: the stream runs after the request context is gone.
     base = current_app.config.get("PUBLIC_URL") or request.url_root
     prefix = base.rstrip("/") + url_for("images.image", signed="S")[:-1]
-    owner: dict = {}
-
-    def image_url(path: str) -> str:
-        if not owner:
-            # The account fetches its own image; a raw-SSO caller's token travels encrypted in
-            # the link. Made on first use: most replies have no image.
-            owner.update(
-                {"a": opened.account_id}
-                if opened.account_id is not None
-                else {"t": box.encrypt(opened.token)}
-            )
-        return prefix + signer.dumps({**owner, "p": path})
-
-    return image_url
-
-
-def image_signer() -> URLSafeSerializer:
-    """Signs image links so only links grokproxy made are served."""
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="grokproxy-image")
+    return image_url_maker(prefix, opened.account_id, opened.token)
