@@ -19,6 +19,7 @@ import hmac
 import logging
 import secrets
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +47,15 @@ from ..models import AdminSession, AdminSignInFailure, utcnow
 from ..schemas_admin import DeleteSchema, load
 from ..schemas_users import DailyLimitSchema, UserNameSchema, UserPageSchema
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
+# The console's own copy of the static route (/admin/static/...): its pages then link their CSS
+# and script relatively, without leaving the console's folder.
+bp = Blueprint(
+    "admin",
+    __name__,
+    url_prefix="/admin",
+    static_folder=str(Path(__file__).resolve().parent.parent / "static"),
+    static_url_path="/static",
+)
 api = Blueprint("admin_api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
 
@@ -181,7 +190,7 @@ def _disabled_page() -> Response:
 @bp.before_request
 def _guard():
     """Every console route: console on, signed in (but the sign-in itself), CSRF on changes."""
-    if request.endpoint in ("admin.root", "admin.sign_in_form", "admin.sign_in"):
+    if request.endpoint in ("admin.root", "admin.sign_in_form", "admin.sign_in", "admin.static"):
         return None
     if not _console_enabled():
         if request.path.startswith("/admin/api/"):
