@@ -128,7 +128,7 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Attach the HTTP routes."""
-    from .views import chat, health, images, login, tokens, web
+    from .views import admin, chat, health, images, login, tokens, web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(chat.bp)
@@ -136,6 +136,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(login.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(tokens.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(admin.api)
 
 
 def register_commands(app: Flask) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import TextIO
 
 import click
@@ -16,6 +18,7 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(upgrade_db)
     app.cli.add_command(tokens_group)
+    app.cli.add_command(users_group)
     app.cli.add_command(demo)
 
 
@@ -129,3 +132,128 @@ def tokens_refresh_quotas() -> None:
         click.echo(f"{entry['id']:>5}  {entry['email_md5']}  {outcome}")
     problems = sum(1 for entry in report if entry["error"])
     click.echo(f"{len(report)} accounts checked, {problems} with problems")
+
+
+def _check_md5(values: tuple[str, ...]) -> None:
+    bad = [value for value in values if not _MD5.match(value)]
+    if bad:
+        raise click.BadParameter(
+            f"{len(bad)} value(s) are not an email_md5 (32 hex digits)", param_hint="EMAIL_MD5"
+        )
+
+
+@tokens_group.command("disable")
+@click.argument("email_md5", nargs=-1, required=True)
+def tokens_disable(email_md5: tuple[str, ...]) -> None:
+    """Take accounts out of rotation (never picked; their data stays) until enabled."""
+    from .console import set_disabled
+
+    _check_md5(email_md5)
+    result = set_disabled(email_md5, True)
+    for value in result["disabled"]:
+        click.echo(f"disabled   {value}")
+    for value in result["not_found"]:
+        click.echo(f"not found  {value}")
+    if result["not_found"] and not result["disabled"]:
+        raise SystemExit(1)
+
+
+@tokens_group.command("enable")
+@click.argument("email_md5", nargs=-1, required=True)
+def tokens_enable(email_md5: tuple[str, ...]) -> None:
+    """Put disabled accounts back into rotation."""
+    from .console import set_disabled
+
+    _check_md5(email_md5)
+    result = set_disabled(email_md5, False)
+    for value in result["enabled"]:
+        click.echo(f"enabled    {value}")
+    for value in result["not_found"]:
+        click.echo(f"not found  {value}")
+    if result["not_found"] and not result["enabled"]:
+        raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def _answers_as_errors() -> Iterator[None]:
+    """A service's refusal (no such user, bad limit) ends the command with its message."""
+    from .errors import APIError
+
+    try:
+        yield
+    except APIError as error:
+        raise click.ClickException(error.message) from None
+
+
+@click.group("users", cls=AppGroup)
+def users_group() -> None:
+    """Manage the users of the share platform: keys, daily limits, login links."""
+
+
+@users_group.command("list")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+def users_list(page: int) -> None:
+    """Show users: account, today's use and limit, last activity."""
+    from .users import list_users
+
+    listing = list_users(page, 100)
+    for item in listing["data"]:
+        limit = item["daily_limit"] or "unlimited"
+        state = "  (revoked)" if item["revoked"] else ""
+        click.echo(
+            f"{item['user_name']:24}  {item['email'] or '-':40}  "
+            f"{item['used_today']:>5}/{limit!s:<9}  {item['last_activity_at'] or 'never'}{state}"
+        )
+    click.echo(f"page {listing['page']} of {max(1, listing['pages'])}, {listing['total']} users")
+
+
+@users_group.command("rotate-key")
+@click.argument("user_name")
+def users_rotate_key(user_name: str) -> None:
+    """Give USER_NAME a new API key (printed once); the old key stops working at once."""
+    from .users import rotate_key
+
+    with _answers_as_errors():
+        click.echo(rotate_key(user_name))
+
+
+@users_group.command("revoke")
+@click.argument("user_name")
+def users_revoke(user_name: str) -> None:
+    """Shut USER_NAME out: API key, web sessions and login links."""
+    from .users import revoke_user
+
+    with _answers_as_errors():
+        revoke_user(user_name)
+    click.echo(f"revoked    {user_name}")
+
+
+@users_group.command("set-limit")
+@click.argument("user_name")
+@click.argument("limit")
+def users_set_limit(user_name: str, limit: str) -> None:
+    """Set USER_NAME's daily limit: a number (0 = unlimited) or `default`."""
+    from .users import effective_limit, set_daily_limit
+
+    if limit == "default":
+        value = None
+    elif limit.isdigit():
+        value = int(limit)
+    else:
+        raise click.BadParameter("a whole number, or default", param_hint="LIMIT")
+    with _answers_as_errors():
+        user = set_daily_limit(user_name, value)
+    click.echo(f"{user.user_name}: {effective_limit(user) or 'unlimited'} requests a day")
+
+
+@users_group.command("link")
+@click.argument("user_name")
+def users_link(user_name: str) -> None:
+    """Print a new one-time login link for USER_NAME."""
+    from .users import new_login_link
+
+    with _answers_as_errors():
+        _user, token, expires_at = new_login_link(user_name)
+    base = (current_app.config.get("PUBLIC_URL") or "").rstrip("/")
+    click.echo(f"{base}/login/{token}")
+    click.echo(f"valid until {expires_at.isoformat(timespec='seconds')}", err=True)

@@ -76,6 +76,20 @@ def parse_positive_float(value: str) -> float:
     return number
 
 
+def parse_timezone(value: str) -> str:
+    """Read an IANA time zone name (`UTC`, `Asia/Shanghai`)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = value.strip() or "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"must be a time zone name such as UTC or Asia/Shanghai, got {value!r}"
+        ) from None
+    return name
+
+
 def parse_text(value: str) -> str | None:
     """Read a string; blank means unset."""
     value = value.strip()
@@ -299,6 +313,31 @@ VARIABLES: tuple[Variable, ...] = (
         parse_positive_int,
         "How long a web sign-in lasts, counted from the sign-in (signing out, or signing in "
         "again elsewhere, ends it sooner).",
+    ),
+    Variable(
+        "ADMIN_SESSION_SECONDS",
+        12 * 3600,
+        parse_positive_int,
+        "How long an operator console sign-in (`/admin`) lasts; signing out ends it sooner.",
+    ),
+    Variable(
+        "USER_DAILY_LIMIT",
+        200,
+        parse_non_negative_int,
+        "Chat requests a user's API key may make a day (a per-user override is set in the "
+        "console, the CLI or the admin API); 0 is unlimited.",
+    ),
+    Variable(
+        "POOL_KEY_DAILY_LIMIT",
+        0,
+        parse_non_negative_int,
+        "Chat requests each pool API key (`AUTHORIZATION`) may make a day; 0 is unlimited.",
+    ),
+    Variable(
+        "LIMIT_TIMEZONE",
+        "UTC",
+        parse_timezone,
+        "Time zone whose midnight starts a new day for the daily limits (e.g. `Asia/Shanghai`).",
     ),
     Variable(
         "LOG_LEVEL",

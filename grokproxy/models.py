@@ -128,6 +128,10 @@ class User(TimestampMixin, db.Model):
     # ends every session (a copied cookie included) started before.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Requests a day; None follows USER_DAILY_LIMIT, 0 is unlimited.
+    daily_limit: Mapped[int | None] = mapped_column(Integer)
+    # Set when the operator revokes the user: the key was replaced by one nobody knows.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     account: Mapped[Account | None] = relationship(back_populates="users")
 
@@ -153,3 +157,52 @@ class Conversation(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<Conversation {self.conversation_id} owner={self.owner}>"
+
+
+class UsageCounter(db.Model):
+    """Chat requests admitted for one caller on one day: the daily limits count here.
+
+    One row per (scope, day), incremented by a single conditional upsert, so workers and hosts
+    sharing the database never admit one request more than the limit.
+    """
+
+    __tablename__ = "usage_counters"
+
+    # "user:<id>" or "key:<digest>" (a pool API key), as the caller's conversation owner.
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    # The calendar day in LIMIT_TIMEZONE, ISO form (2026-08-01).
+    day: Mapped[str] = mapped_column(String(10), primary_key=True, index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RequestStat(db.Model):
+    """Chat requests and error answers per UTC hour, for the operator's overview."""
+
+    __tablename__ = "request_stats"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AdminSession(db.Model):
+    """A signed-in operator console session, found by the digest of its cookie's id."""
+
+    __tablename__ = "admin_sessions"
+
+    sid_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AdminSignInFailure(db.Model):
+    """Wrong console passwords from one client address; kept in the database so every worker
+    slows the same guesser down."""
+
+    __tablename__ = "admin_signin_failures"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     create_engine,
     func,
     or_,
@@ -396,12 +397,18 @@ def _update(account_id: int, **values: Any) -> None:
         )
 
 
+def _unless_disabled(status: str):
+    """The new status, except that an account the operator disabled stays disabled (a request
+    that was already running on it when it was disabled must not bring it back)."""
+    return case((accounts.c.status == AccountStatus.DISABLED, AccountStatus.DISABLED), else_=status)
+
+
 def mark_cooling(account_id: int, seconds: float, reason: str) -> datetime:
     """Rate limited: out of rotation until `seconds` from now, then back by itself."""
     until = utcnow() + timedelta(seconds=max(1.0, seconds))
     _update(
         account_id,
-        status=AccountStatus.COOLING,
+        status=_unless_disabled(AccountStatus.COOLING),
         cooldown_until=until,
         fail_count=accounts.c.fail_count + 1,
         last_error=reason[:MAX_ERROR_LENGTH],
@@ -414,7 +421,7 @@ def mark_invalid(account_id: int, reason: str) -> None:
     """Credentials rejected: never picked again until the token is re-added."""
     _update(
         account_id,
-        status=AccountStatus.INVALID,
+        status=_unless_disabled(AccountStatus.INVALID),
         cooldown_until=None,
         fail_count=accounts.c.fail_count + 1,
         last_error=reason[:MAX_ERROR_LENGTH],

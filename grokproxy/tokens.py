@@ -318,8 +318,9 @@ def _upsert_once(box: SecretBox, token: str, identity: AccountIdentity) -> tuple
             changed = True
         if identity.user_id and account.upstream_user_id != identity.user_id:
             account.upstream_user_id = identity.user_id
-        if account.status in (AccountStatus.INVALID, AccountStatus.DISABLED):
-            # grok.com just accepted this token, and re-adding is the operator's explicit act.
+        if account.status == AccountStatus.INVALID:
+            # grok.com just accepted this token. A disabled account stays disabled: enabling
+            # it is an act of its own (console, API or CLI), not a side effect of a re-add.
             account.status = AccountStatus.ACTIVE
             account.cooldown_until = None
             account.last_error = None

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .crypto import SecretBox
@@ -128,6 +128,7 @@ def _upsert_user(user_name: str, account_id: int) -> tuple[User, str]:
         if user is not None:
             api_key = box.decrypt(user.api_key_encrypted)
             user.account_id = account_id
+            user.revoked_at = None  # binding a revoked user again is the operator's act
             db.session.commit()
             return user, api_key
         api_key = new_api_key()
@@ -204,3 +205,138 @@ def end_sessions(user_id: int) -> None:
 def user_api_key(user: User) -> str:
     """The user's API key in clear, for their own chat page."""
     return _secrets().decrypt(user.api_key_encrypted)
+
+
+def find_user(user_name: str) -> User:
+    """The user called `user_name`, or 404 user_not_found."""
+    user = db.session.scalars(select(User).where(User.user_name == user_name)).first()
+    if user is None:
+        raise NotFound(f"no user is called {user_name!r}", code="user_not_found", param="user_name")
+    return user
+
+
+def rotate_key(user_name: str) -> str:
+    """Give the user a new API key; the old one is refused from the next request on."""
+    user = find_user(user_name)
+    api_key = new_api_key()
+    box = _secrets()
+    user.api_key_encrypted = box.encrypt(api_key)
+    user.api_key_digest = box.digest(api_key)
+    user.revoked_at = None
+    db.session.commit()
+    log.info("user %s has a new API key; the old one stopped working", user.id)
+    return api_key
+
+
+def revoke_user(user_name: str) -> None:
+    """Shut a user out: API key, web sessions and login links all stop working at once.
+
+    The row stays (its id owns the user's conversations, and SQLite could hand a deleted id to
+    the next user); the key is replaced by one nobody was given. Binding the user again with
+    /api/login, or rotating the key, lets the person back in.
+    """
+    user = find_user(user_name)
+    box = _secrets()
+    unknown = new_api_key()
+    user.api_key_encrypted = box.encrypt(unknown)
+    user.api_key_digest = box.digest(unknown)
+    user.session_epoch = User.session_epoch + 1
+    user.login_generation = User.login_generation + 1
+    user.revoked_at = utcnow()
+    db.session.commit()
+    log.info("user %s revoked: key, sessions and login links ended", user.id)
+
+
+def set_daily_limit(user_name: str, limit: int | None) -> User:
+    """Set the user's own daily limit (None: follow USER_DAILY_LIMIT; 0: unlimited)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise BadRequest(
+            "daily_limit must be a whole number of at least 0, or null for the default",
+            param="daily_limit",
+        )
+    user = find_user(user_name)
+    user.daily_limit = limit
+    db.session.commit()
+    log.info("user %s daily limit set to %s", user.id, "default" if limit is None else limit)
+    return user
+
+
+def new_login_link(user_name: str) -> tuple[User, str, datetime]:
+    """A fresh one-time login link for the user (earlier unused links stay valid until used)."""
+    user = find_user(user_name)
+    if user.revoked_at is not None:
+        raise APIError(
+            f"user {user_name!r} is revoked: rotate its key or bind it again first",
+            code="user_revoked",
+            param="user_name",
+            status=409,
+        )
+    token, expires_at = issue_link(user.id, user.login_generation)
+    log.info("user %s: new login link issued", user.id)
+    return user, token, expires_at
+
+
+def effective_limit(user: User) -> int:
+    """The user's daily limit in force (0: unlimited)."""
+    default = current_app.config["USER_DAILY_LIMIT"]
+    return int(default if user.daily_limit is None else user.daily_limit)
+
+
+def list_users(page: int = 1, page_size: int = 50, search: str | None = None) -> dict:
+    """One page of users with their account, today's use, limit and last activity."""
+    from . import limits
+
+    query = select(User)
+    count = select(func.count()).select_from(User)
+    if search:
+        pattern = f"%{search.strip()}%"
+        query = query.where(User.user_name.ilike(pattern))
+        count = count.where(User.user_name.ilike(pattern))
+    total = db.session.scalar(count) or 0
+    rows = list(
+        db.session.scalars(query.order_by(User.id).limit(page_size).offset((page - 1) * page_size))
+    )
+    scopes = [f"user:{user.id}" for user in rows]
+    used = limits.usage_today(scopes)
+    seen = limits.last_activity(scopes)
+    accounts = {
+        account.id: account
+        for account in db.session.scalars(
+            select(Account).where(Account.id.in_({u.account_id for u in rows if u.account_id}))
+        )
+    }
+    data = []
+    for user in rows:
+        account = accounts.get(user.account_id) if user.account_id else None
+        scope = f"user:{user.id}"
+        activity = max(
+            (moment for moment in (seen.get(scope), user.last_login_at) if moment), default=None
+        )
+        data.append(
+            {
+                "id": user.id,
+                "user_name": user.user_name,
+                "email": account.email if account else None,
+                "email_md5": account.email_md5 if account else None,
+                "account_status": account.status if account else None,
+                "used_today": used.get(scope, 0),
+                "daily_limit": effective_limit(user),
+                "daily_limit_override": user.daily_limit,
+                "last_activity_at": _iso(activity),
+                "last_login_at": _iso(user.last_login_at),
+                "revoked": user.revoked_at is not None,
+                "created_at": _iso(user.created_at),
+            }
+        )
+    db.session.commit()
+    return {
+        "total": total,
+        "page": page,
+        "page_size": page_size,
+        "pages": -(-total // page_size) if total else 0,
+        "data": data,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None

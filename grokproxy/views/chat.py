@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from .. import relay
+from .. import limits, relay
 from ..auth import chat_caller
 from ..bodies import json_body
 from ..errors import NotFound
@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 # Paths that browsers call cross-origin: every OpenAI route, with and without the /v1 prefix.
 CORS_PREFIXES = ("/v1/", "/chat/completions", "/models")
-EXPOSED_HEADERS = "X-Conversation-Id, X-Message-Id, Retry-After, x-should-retry"
+EXPOSED_HEADERS = (
+    "X-Conversation-Id, X-Message-Id, Retry-After, x-should-retry, "
+    "x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests"
+)
 
 
 def _is_cors_path(path: str) -> bool:
@@ -107,7 +110,12 @@ def chat_completions():
             code="model_not_found",
             param="model",
         )
-    opened = relay.open_reply(caller, chat, spec, read_all=not chat.stream)
+    admission = limits.admit(caller)
+    try:
+        opened = relay.open_reply(caller, chat, spec, read_all=not chat.stream)
+    except BaseException:
+        limits.refund(admission)  # nothing was answered: the request does not count
+        raise
     builder = CompletionBuilder(
         chat.model,
         thinking_format=current_app.config["THINKING_FORMAT"],
@@ -115,9 +123,11 @@ def chat_completions():
         include_usage=chat.include_usage,
         prompt_text=opened.prompt.text,
     )
-    if not chat.stream:
-        return _complete(builder, opened)
-    return _stream(builder, opened, spec.mode)
+    response = (
+        _complete(builder, opened) if not chat.stream else _stream(builder, opened, spec.mode)
+    )
+    response.headers.update(admission.headers())
+    return response
 
 
 @bp.route("/v1/responses", methods=["GET", "POST"])

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from .. import tokens
+from .. import console, tokens
 from ..auth import require_admin
 from ..bodies import parse_json, read_body
 from ..errors import BadRequest
@@ -85,3 +85,19 @@ def delete_tokens():
     """Remove accounts by email_md5; answer which were deleted and which were unknown."""
     data = load(_delete, _body_with_list("email_md5_list"))
     return jsonify(tokens.delete_accounts(data["email_md5_list"]))
+
+
+@bp.post("/disable-grok-token")
+@require_admin
+def disable_tokens():
+    """Take accounts out of rotation by email_md5; they keep their data until enabled."""
+    data = load(_delete, _body_with_list("email_md5_list"))
+    return jsonify(console.set_disabled(data["email_md5_list"], True))
+
+
+@bp.post("/enable-grok-token")
+@require_admin
+def enable_tokens():
+    """Put disabled accounts back into rotation by email_md5."""
+    data = load(_delete, _body_with_list("email_md5_list"))
+    return jsonify(console.set_disabled(data["email_md5_list"], False))
