@@ -212,10 +212,12 @@ def ms(value: float | None) -> float | None:
 async def nonstream(session, target: Target, concurrency: int, duration: float, warmup: float):
     latencies: list[float] = []
     errors: list[str] = []
+    served = 0  # every complete reply, warm-up included: what the servers' CPU was spent on
     began = time.monotonic()
     count_from, stop_at = began + warmup, began + warmup + duration
 
     async def worker() -> None:
+        nonlocal served
         while time.monotonic() < stop_at:
             sent = time.monotonic()
             if target.gateway is not None:
@@ -224,6 +226,7 @@ async def nonstream(session, target: Target, concurrency: int, duration: float, 
             else:
                 ok, body = await post_whole(session, target)
             done = time.monotonic()
+            served += ok
             if sent < count_from or done > stop_at:
                 continue
             if ok:
@@ -234,6 +237,7 @@ async def nonstream(session, target: Target, concurrency: int, duration: float, 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return {
         "requests": len(latencies),
+        "served": served,
         "errors": len(errors),
         "error_samples": errors[:3],
         "rps": round(len(latencies) / duration, 1),
@@ -278,15 +282,18 @@ async def read_stream(session, target: Target, sent: float, on_content) -> tuple
 async def ttfb(session, target: Target, concurrency: int, duration: float, warmup: float):
     firsts: list[float] = []
     errors: list[str] = []
+    served = 0  # every complete reply, warm-up included: what the servers' CPU was spent on
     began = time.monotonic()
     count_from, stop_at = began + warmup, began + warmup + duration
 
     async def worker() -> None:
+        nonlocal served
         while time.monotonic() < stop_at:
             sent = time.monotonic()
             arrivals: list[float] = []
             ok, why = await read_stream(session, target, sent, arrivals.append)
             first = arrivals[:1]
+            served += ok
             if sent < count_from or time.monotonic() > stop_at:
                 continue
             if ok and first:
@@ -297,6 +304,7 @@ async def ttfb(session, target: Target, concurrency: int, duration: float, warmu
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return {
         "requests": len(firsts),
+        "served": served,
         "errors": len(errors),
         "error_samples": errors[:3],
         "rps": round(len(firsts) / duration, 1),

@@ -581,6 +581,11 @@ def side_by_side(results: dict[tuple[str, str], dict[str, Any]]) -> str | None:
     both("added TTFB under load p99 ms (proxied − direct)", "ttfb", added("loaded", "p99_ms"))
     both("proxied streams/s under load", "ttfb", lambda r: r["proxied"].figures["rps"])
     both(
+        "grokproxy CPU ms per streamed turn (ttfb under load)",
+        "ttfb",
+        lambda r: per(r["proxied"].proxy_cpu, r["proxied"].figures.get("served"), 1000),
+    )
+    both(
         "held: streams completed / errors (proxied)",
         "held",
         lambda r: f"{r['proxied'].figures['completed']} / {r['proxied'].figures['errors']}",
@@ -621,7 +626,7 @@ def side_by_side(results: dict[tuple[str, str], dict[str, Any]]) -> str | None:
     both(
         "non-stream: grokproxy CPU ms per request",
         "nonstream",
-        lambda r: per(r["proxied"].proxy_cpu, r["proxied"].figures["requests"], 1000),
+        lambda r: per(r["proxied"].proxy_cpu, r["proxied"].figures.get("served"), 1000),
     )
     if not rows:
         return None
