@@ -3,12 +3,18 @@
     .venv/bin/python bench/run.py                       # every scenario, SQLite, ~3 min
     .venv/bin/python bench/run.py --scenario held --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
     .venv/bin/python bench/run.py --quick               # a few seconds: the harness still works
+    .venv/bin/python bench/run.py --scenario ttfb --transport gateway
 
 Starts the emulator and grokproxy (gunicorn with the real gunicorn.conf.py) as subprocesses,
 drives them from a separate load-generator process (bench/load.py), samples CPU time and RSS of
 the gunicorn master + workers and of the emulator from /proc, and prints one markdown table per
-scenario: the direct figure, the proxied figure and proxied/direct. The pick scenario runs
-bench/pick.py (SQLite, and PostgreSQL when --postgres-url or a PostgreSQL --database-url is set).
+scenario and transport: the direct figure, the proxied figure and proxied/direct. Each transport
+gets its own emulator and grokproxy: `http` = emulator `--dialect modes`, GROK_DIALECT=modes,
+direct target conversations/new; `gateway` = emulator `--dialect gateway` (HTTP text chat
+refused), GROK_DIALECT=gateway, direct target the WebSocket `/ws/mgw/`. With both, a last table
+puts the transports side by side (added TTFB, cost per held stream). The pick scenario runs
+bench/pick.py once (SQLite, and PostgreSQL when --postgres-url or a PostgreSQL --database-url is
+set).
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 POOL_KEY = "sk-bench-pool-key"
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 (a throwaway local benchmark secret)
 SCENARIOS = ("nonstream", "ttfb", "held", "pick")
+TRANSPORTS = ("http", "gateway")
+# The emulator's --dialect and grokproxy's GROK_DIALECT for each transport.
+DIALECT = {"http": "modes", "gateway": "gateway"}
+LABEL = {"http": "HTTP NDJSON", "gateway": "WebSocket gateway"}
 
 
 # ---- /proc -----------------------------------------------------------------------------------
@@ -128,11 +138,15 @@ class Proxy:
         return [self.process.pid, *children(self.process.pid)]
 
 
-def proxy_env(emu: EmulatorHandle, workdir: Path, database_url: str, args) -> dict[str, str]:
+def proxy_env(
+    emu: EmulatorHandle, workdir: Path, database_url: str, args, transport: str
+) -> dict[str, str]:
+    """grokproxy's environment: this emulator, this database, the transport's GROK_DIALECT."""
     env = dict(os.environ)
     env.update(
         GUNICORN_BIND=f"127.0.0.1:{free_port()}",
         GROKPROXY_INSTANCE_PATH=str(workdir / "instance"),
+        GROK_DIALECT=DIALECT[transport],
         DATABASE_URL=database_url,
         SECRET_KEY="bench-" + secrets.token_hex(16),
         AUTHORIZATION=POOL_KEY,
@@ -217,7 +231,7 @@ def seed_database(env: dict[str, str], tokens: list[str]) -> None:
     )
     try:
         from grokproxy import create_app
-        from grokproxy.emulator.accounts import email_for
+        from grokproxy.emulator.accounts import email_for, user_id_for
         from grokproxy.extensions import db
         from grokproxy.models import Account
 
@@ -225,8 +239,9 @@ def seed_database(env: dict[str, str], tokens: list[str]) -> None:
         box = app.extensions["grokproxy.secrets"]
         with app.app_context():
             for token in tokens:
-                email = email_for(token)
-                db.session.add(Account.for_token(box, token, email))
+                # The gateway dials ?uid=<user id>; batch-add stores it from the auth session.
+                account = Account.for_token(box, token, email_for(token), user_id_for(token))
+                db.session.add(account)
             db.session.commit()
             db.engine.dispose()
     finally:
@@ -263,12 +278,20 @@ class Run:
     figures: dict[str, Any]
     proxy_cpu: float | None = None
     proxy_rss: float | None = None
+    proxy_idle_rss: float | None = None  # summed RSS just before the load started
     emu_cpu: float = 0.0
     emu_rss: float = 0.0
 
 
 def drive(
-    target: str, url: str, scenario: str, options: list[str], proxy: Proxy, emu, tokens_file
+    target: str,
+    url: str,
+    scenario: str,
+    options: list[str],
+    proxy: Proxy,
+    emu,
+    tokens_file,
+    transport: str = "http",
 ) -> Run:
     """Run bench/load.py once against `url`, sampling the proxy and the emulator meanwhile."""
     cmd = [
@@ -282,10 +305,13 @@ def drive(
         url,
         "--tokens-file",
         str(tokens_file),
+        "--transport",
+        transport,
         *options,
     ]
     if target == "proxy":
         cmd += ["--api-key", POOL_KEY]
+    idle_rss = sum(rss_mib(pid) for pid in proxy.pids())
     with Sampler(proxy.pids) as p_sample, Sampler(lambda: [emu.process.pid]) as e_sample:
         out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     if out.returncode != 0:
@@ -294,6 +320,7 @@ def drive(
     run = Run(figures, emu_cpu=e_sample.cpu, emu_rss=e_sample.peak_rss)
     if target == "proxy":
         run.proxy_cpu, run.proxy_rss = p_sample.cpu, p_sample.peak_rss
+        run.proxy_idle_rss = idle_rss
     return run
 
 
@@ -362,7 +389,9 @@ def scenario_nonstream(ctx) -> str:
         ("errors", d["errors"], p["errors"], False),
         *resource_rows(direct, proxied),
     ]
-    title = f"1. Non-stream replies ({ctx.reply_tokens} tokens), concurrency {conc}, {duration:g} s"
+    title = f"1. Non-stream replies, {LABEL[ctx.transport]} ({ctx.reply_tokens} tokens), "
+    title += f"concurrency {conc}, {duration:g} s"
+    ctx.results[("nonstream", ctx.transport)] = {"direct": direct, "proxied": proxied}
     return table(title, rows) + errors_note("direct", direct) + errors_note("proxied", proxied)
 
 
@@ -393,8 +422,15 @@ def scenario_ttfb(ctx) -> str:
         ("errors", d["errors"] + d1["errors"], p["errors"] + p1["errors"], False),
         *resource_rows(direct, proxied),
     ]
-    title = f"2. Streaming time to first content ({ctx.reply_tokens} tokens), concurrency {conc}"
-    title += f", {duration:g} s"
+    title = f"2. Streaming time to first content, {LABEL[ctx.transport]} "
+    title += f"({ctx.reply_tokens} tokens), concurrency {conc}, {duration:g} s"
+    ctx.results[("ttfb", ctx.transport)] = {
+        "unloaded_direct": d1,
+        "unloaded_proxied": p1,
+        "concurrency": conc,
+        "direct": direct,
+        "proxied": proxied,
+    }
     return table(title, rows) + errors_note("direct", direct) + errors_note("proxied", proxied)
 
 
@@ -428,7 +464,14 @@ def scenario_held(ctx) -> str:
         ("wall s", d["wall_s"], p["wall_s"], False),
         *resource_rows(direct, proxied),
     ]
-    title = f"3. Held streams: {streams} × {seconds:g} s at {pace:g} tokens/s"
+    title = f"3. Held streams, {LABEL[ctx.transport]}: {streams} × {seconds:g} s "
+    title += f"at {pace:g} tokens/s"
+    ctx.results[("held", ctx.transport)] = {
+        "streams": streams,
+        "direct": direct,
+        "proxied": proxied,
+        "added_gap_p99": added,
+    }
     note = (
         "\n\nExtra gap = a content chunk's arrival gap minus the emulator's 50 ms pace. "
         "Emulator CPU for the same streams: "
@@ -489,16 +532,134 @@ def scenario_pick(ctx) -> str:
     return "\n".join(lines)
 
 
+def difference(a: Any, b: Any, digits: int = 1) -> float | None:
+    """a − b, rounded (None when either is missing)."""
+    if not isinstance(a, int | float) or not isinstance(b, int | float):
+        return None
+    return round(a - b, digits)
+
+
+def per(amount: float | None, count: Any, scale: float, digits: int = 1) -> float | None:
+    """amount × scale / count (None when there is nothing to divide by)."""
+    if amount is None or not isinstance(count, int | float) or not count:
+        return None
+    value = round(amount * scale / count, digits)
+    return int(value) if digits == 0 else value
+
+
+def side_by_side(results: dict[tuple[str, str], dict[str, Any]]) -> str | None:
+    """The transports compared: what grokproxy adds to TTFB and what a held stream costs."""
+    rows: list[tuple[str, Any, Any]] = []
+
+    def both(name: str, scenario: str, figure: Callable[[dict[str, Any]], Any]) -> None:
+        got = [results.get((scenario, t)) for t in TRANSPORTS]
+        if any(g is None for g in got):
+            return
+        rows.append((name, *(figure(g) for g in got)))
+
+    def added(kind: str, key: str) -> Callable[[dict[str, Any]], Any]:
+        def figure(r: dict[str, Any]) -> Any:
+            if kind == "unloaded":
+                return difference(r["unloaded_proxied"][key], r["unloaded_direct"][key])
+            return difference(r["proxied"].figures[key], r["direct"].figures[key])
+
+        return figure
+
+    both(
+        "TTFB unloaded: direct first content p50 ms",
+        "ttfb",
+        lambda r: r["unloaded_direct"]["p50_ms"],
+    )
+    both(
+        "TTFB unloaded: proxied first content p50 ms",
+        "ttfb",
+        lambda r: r["unloaded_proxied"]["p50_ms"],
+    )
+    both("**added TTFB unloaded p50 ms** (proxied − direct)", "ttfb", added("unloaded", "p50_ms"))
+    both("**added TTFB unloaded p99 ms** (proxied − direct)", "ttfb", added("unloaded", "p99_ms"))
+    both("added TTFB under load p50 ms (proxied − direct)", "ttfb", added("loaded", "p50_ms"))
+    both("added TTFB under load p99 ms (proxied − direct)", "ttfb", added("loaded", "p99_ms"))
+    both("proxied streams/s under load", "ttfb", lambda r: r["proxied"].figures["rps"])
+    both(
+        "grokproxy CPU ms per streamed turn (ttfb under load)",
+        "ttfb",
+        lambda r: per(r["proxied"].proxy_cpu, r["proxied"].figures.get("served"), 1000),
+    )
+    both(
+        "held: streams completed / errors (proxied)",
+        "held",
+        lambda r: f"{r['proxied'].figures['completed']} / {r['proxied'].figures['errors']}",
+    )
+    both(
+        "**grokproxy CPU ms per held stream**",
+        "held",
+        lambda r: per(r["proxied"].proxy_cpu, r["streams"], 1000),
+    )
+    both(
+        "**grokproxy CPU µs per relayed chunk**",
+        "held",
+        lambda r: per(r["proxied"].proxy_cpu, r["proxied"].figures["chunks"], 1e6, 0),
+    )
+    both(
+        "grokproxy RSS before the held load MiB",
+        "held",
+        lambda r: round(r["proxied"].proxy_idle_rss or 0),
+    )
+    both(
+        "**grokproxy peak RSS above idle per held stream KiB**",
+        "held",
+        lambda r: per(
+            difference(r["proxied"].proxy_rss, r["proxied"].proxy_idle_rss, 3), r["streams"], 1024
+        ),
+    )
+    both("**p99 extra gap added by grokproxy ms**", "held", lambda r: r["added_gap_p99"])
+    both("held: first content p50 ms, direct", "held", lambda r: r["direct"].figures["ttfb_p50_ms"])
+    both(
+        "held: first content p50 ms, proxied", "held", lambda r: r["proxied"].figures["ttfb_p50_ms"]
+    )
+    both(
+        "emulator CPU s for the proxied held streams",
+        "held",
+        lambda r: round(r["proxied"].emu_cpu, 1),
+    )
+    both("non-stream: proxied requests/s", "nonstream", lambda r: r["proxied"].figures["rps"])
+    both(
+        "non-stream: grokproxy CPU ms per request",
+        "nonstream",
+        lambda r: per(r["proxied"].proxy_cpu, r["proxied"].figures.get("served"), 1000),
+    )
+    if not rows:
+        return None
+    lines = [
+        "### 5. Transports side by side (HTTP NDJSON vs WebSocket gateway)",
+        "",
+        f"| figure | {LABEL['http']} | {LABEL['gateway']} | gateway / http |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, http, gw in rows:
+        # A ratio of two differences near zero (or of opposite signs) says nothing.
+        meaningful = all(isinstance(v, int | float) and v > 0 for v in (http, gw))
+        lines.append(
+            f"| {name} | {fmt(http)} | {fmt(gw)} | {ratio(http, gw) if meaningful else '–'} |"
+        )
+    return "\n".join(lines)
+
+
 @dataclass
 class Context:
     args: argparse.Namespace
     emu: EmulatorHandle
     proxy: Proxy
     tokens_file: Path
+    transport: str
+    results: dict[tuple[str, str], dict[str, Any]]
     reply_tokens: int = 24
+    describe: str = ""
 
     def drive(self, target: str, url: str, scenario: str, options: list[str]) -> Run:
-        return drive(target, url, scenario, options, self.proxy, self.emu, self.tokens_file)
+        return drive(
+            target, url, scenario, options, self.proxy, self.emu, self.tokens_file, self.transport
+        )
 
 
 def _stop(signum, _frame):
@@ -509,6 +670,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
+    p.add_argument(
+        "--transport",
+        choices=(*TRANSPORTS, "both"),
+        default="both",
+        help="upstream transport: HTTP NDJSON (modes), the WebSocket gateway, or both (both)",
+    )
     p.add_argument("--duration", type=float, help="measured seconds of nonstream/ttfb (10)")
     p.add_argument("--concurrency", type=int, help="nonstream/ttfb concurrency (32 / 64)")
     p.add_argument("--streams", type=int, help="held streams (500)")
@@ -523,6 +690,7 @@ def main() -> None:
     args = p.parse_args()
 
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    transports = TRANSPORTS if args.transport == "both" else (args.transport,)
     workdir = Path(tempfile.mkdtemp(prefix="grokproxy-bench-"))
     tokens = [f"bench-account-{i:04d}-{secrets.token_hex(12)}" for i in range(args.accounts)]
     tokens_file = workdir / "tokens.txt"
@@ -531,44 +699,75 @@ def main() -> None:
     header = [
         f"grokproxy benchmark, {started}, {os.cpu_count()} CPUs, {platform_line()}",
         f"command: {' '.join(['python', 'bench/run.py', *sys.argv[1:]])}",
+        f"load average at start: {load_average()}",
     ]
+    print("\n".join(header), flush=True)
     sections: list[str] = []
+    results: dict[tuple[str, str], dict[str, Any]] = {}
 
-    need_servers = any(s != "pick" for s in chosen)
-    with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        if need_servers:
-            database_url = args.database_url
-            if database_url and database_url.startswith("postgres"):
-                database_url = stack.enter_context(private_postgres(database_url))
-            database_url = database_url or f"sqlite:///{workdir / 'grokproxy.sqlite'}"
-            emu = stack.enter_context(running_emulator(tokens=24))
-            env = proxy_env(emu, workdir, database_url, args)
-            proxy = stack.enter_context(running_proxy(env, workdir))
-            how = add_accounts(proxy, tokens)
-            for token in tokens:  # no quota runs out during a benchmark
-                emu.set_quota(
-                    "fast", token=token, remaining=10**9, total=10**9, window_seconds=10**6
-                )
-            workers = len(children(proxy.process.pid))
-            threads = env.get("GUNICORN_THREADS") or "conf default"
-            header.append(
-                f"grokproxy: {workers} gthread workers, threads {threads}, database "
-                f"{database_url.split(':', 1)[0]}, {len(tokens)} pool accounts (added via {how})"
-            )
-            ctx = Context(args, emu, proxy, tokens_file)
-        print("\n".join(header), flush=True)
-        for name in chosen:
+    def emit(section: str, began: float | None) -> None:
+        took = "" if began is None else f"{time.monotonic() - began:.0f} s, "
+        section += f"\n\n({took}load average {load_average()})"
+        print("\n" + section, flush=True)
+        sections.append(section)
+
+    with contextlib.ExitStack() as outer:
+        outer.callback(shutil.rmtree, workdir, ignore_errors=True)
+        served = [s for s in chosen if s != "pick"]
+        for transport in transports if served else ():
+            with contextlib.ExitStack() as stack:
+                ctx = start_servers(stack, args, transport, tokens, workdir, results)
+                print(ctx.describe, flush=True)
+                header.append(ctx.describe)
+                for name in served:
+                    began = time.monotonic()
+                    emit(globals()[f"scenario_{name}"](ctx), began)
+        if "pick" in chosen:
             began = time.monotonic()
-            if name == "pick":
-                section = scenario_pick(args_ctx(args))
-            else:
-                section = globals()[f"scenario_{name}"](ctx)
-            section += f"\n\n({time.monotonic() - began:.0f} s)"
-            print("\n" + section, flush=True)
-            sections.append(section)
+            emit(scenario_pick(args_ctx(args)), began)
+        compared = side_by_side(results)
+        if compared:
+            emit(compared, None)
     if args.output:
         Path(args.output).write_text("\n".join(header) + "\n\n" + "\n\n".join(sections) + "\n")
+
+
+def start_servers(
+    stack: contextlib.ExitStack,
+    args: argparse.Namespace,
+    transport: str,
+    tokens: list[str],
+    workdir: Path,
+    results: dict[tuple[str, str], dict[str, Any]],
+) -> Context:
+    """A fresh emulator, database and grokproxy for one transport, its pool filled."""
+    home = workdir / transport
+    home.mkdir()
+    database_url = args.database_url
+    if database_url and database_url.startswith("postgres"):
+        database_url = stack.enter_context(private_postgres(database_url))
+    database_url = database_url or f"sqlite:///{home / 'grokproxy.sqlite'}"
+    emu = stack.enter_context(running_emulator(tokens=24, dialect=DIALECT[transport]))
+    env = proxy_env(emu, home, database_url, args, transport)
+    proxy = stack.enter_context(running_proxy(env, home))
+    how = add_accounts(proxy, tokens)
+    for token in tokens:  # no quota runs out during a benchmark
+        emu.set_quota("fast", token=token, remaining=10**9, total=10**9, window_seconds=10**6)
+    workers = len(children(proxy.process.pid))
+    threads = env.get("GUNICORN_THREADS") or "conf default"
+    ctx = Context(args, emu, proxy, workdir / "tokens.txt", transport, results)
+    ctx.describe = (
+        f"{LABEL[transport]}: emulator --dialect {DIALECT[transport]}, grokproxy "
+        f"GROK_DIALECT={DIALECT[transport]}, {workers} gthread workers, threads {threads}, "
+        f"database {database_url.split(':', 1)[0]}, {len(tokens)} pool accounts (added via {how})"
+    )
+    return ctx
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other people's jobs share this machine)."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def args_ctx(args: argparse.Namespace):
