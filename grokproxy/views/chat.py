@@ -114,6 +114,7 @@ def chat_completions():
         image_url=_image_url_maker(opened),
         include_usage=chat.include_usage,
         prompt_text=opened.prompt.text,
+        tool_config=chat.tool_config,
     )
     if not chat.stream:
         return _complete(builder, opened)
