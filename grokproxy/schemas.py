@@ -419,15 +419,14 @@ class ChatRequestSchema(Schema):
     def _tools_consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("tools") and data.get("functions"):
             raise ValidationError("Give tools or the legacy functions, not both.", "functions")
-        for field_name, list_name in (("tools", "tools"), ("functions", "functions")):
+        for list_name in ("tools", "functions"):
             specs = _specs(data, list_name)
             seen: set[str] = set()
             for index, spec in enumerate(specs):
                 if spec.name in seen:
-                    where = f"{index}.function.name" if list_name == "tools" else f"{index}.name"
-                    raise ValidationError(
-                        {where: [f"Function name {spec.name!r} is declared twice."]}, field_name
-                    )
+                    problem = {"name": [f"Function name {spec.name!r} is declared twice."]}
+                    where = {"function": problem} if list_name == "tools" else problem
+                    raise ValidationError({index: where}, list_name)
                 seen.add(spec.name)
         for choice_name, list_name in (("tool_choice", "tools"), ("function_call", "functions")):
             choice = data.get(choice_name)
@@ -493,8 +492,40 @@ def _specs(data: dict[str, Any], list_name: str) -> list[ToolSpec]:
 _CHAT_REQUEST_SCHEMA = ChatRequestSchema()
 
 
+_TOOL_FIELDS = ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
+
+
+def _flatten(path: str, messages: Any, out: dict[str, Any]) -> None:
+    """Nested marshmallow messages as OpenAI-style paths: `tools[0].function.name`."""
+    if not isinstance(messages, dict):
+        out[path] = messages
+        return
+    for key, value in messages.items():
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            _flatten(f"{path}[{key}]", value, out)
+        elif key == "_schema":
+            _flatten(path, value, out)
+        else:
+            _flatten(f"{path}.{key}", value, out)
+
+
 def load_chat_request(payload: Any) -> ChatRequest:
-    """Validate a decoded JSON body into a `ChatRequest`; raises `ValidationError`."""
+    """Validate a decoded JSON body into a `ChatRequest`; raises `ValidationError`.
+
+    A bad tool definition is reported at its exact path (`tools[0].function.name`), so the
+    error's `param` names the field, as OpenAI's does.
+    """
     if not isinstance(payload, dict):
         raise ValidationError({"_schema": ["The request body must be a JSON object."]})
-    return _CHAT_REQUEST_SCHEMA.load(payload)
+    try:
+        return _CHAT_REQUEST_SCHEMA.load(payload)
+    except ValidationError as err:
+        if not isinstance(err.messages, dict) or not any(k in err.messages for k in _TOOL_FIELDS):
+            raise
+        flat: dict[str, Any] = {}
+        for key, value in err.messages.items():
+            if key in _TOOL_FIELDS:
+                _flatten(str(key), value, flat)
+            else:
+                flat[key] = value
+        raise ValidationError(flat) from None
