@@ -135,7 +135,9 @@ def test_tool_results_are_tagged_and_empty_turns_skipped():
         ]
     )
     assert prompt.text == (
-        '[user]: weather?\n\n[tool]: <tool_result>{"content": "20C"}</tool_result>\n\n[user]: thanks'
+        "[user]: weather?\n\n"
+        '[tool]: <tool_result>{"content": "20C"}</tool_result>\n\n'
+        "[user]: thanks"
     )
 
 
