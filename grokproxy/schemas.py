@@ -327,11 +327,13 @@ class ToolSchema(Schema):
         validate=validate.Equal("function", error="Only 'function' tools are supported."),
         error_messages={"required": "Every tool needs a 'type' (\"function\")."},
     )
-    function = fields.Nested(
-        FunctionSchema,
-        required=True,
-        error_messages={"required": "A function tool needs a 'function' object."},
-    )
+    function = fields.Nested(FunctionSchema)
+
+    @validates_schema
+    def _function_present(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # Checked after `type`: a tool of another type is told that, not that it lacks this.
+        if "function" not in data:
+            raise ValidationError("A function tool needs a 'function' object.", "function")
 
 
 def _named_choice(value: Any, field_name: str) -> str:
