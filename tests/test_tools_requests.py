@@ -76,7 +76,7 @@ BAD_TOOLS: list[tuple[str, dict[str, Any], str]] = [
     ("required without tools", {"tool_choice": "required"}, "tool_choice"),
     ("parallel not a boolean", {"tools": [WEATHER], PARALLEL: "no"}, PARALLEL),
     ("legacy function without name", {"functions": [{"parameters": {}}]}, "functions[0].name"),
-    ("function_call naming nothing", {"functions": [LEGACY], "function_call": {"name": "g"}}, FCALL),
+    ("function_call naming nothing", {"functions": [LEGACY], FCALL: {"name": "g"}}, FCALL),
     ("tools and functions", {"tools": [WEATHER], "functions": [LEGACY]}, "functions"),
 ]  # fmt: skip
 
