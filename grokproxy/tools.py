@@ -165,7 +165,7 @@ def _arguments_value(arguments: Any) -> Any:
     if isinstance(arguments, str):
         try:
             return json.loads(arguments)
-        except ValueError:
+        except (ValueError, RecursionError):
             return arguments
     return {} if arguments is None else arguments
 
@@ -208,6 +208,7 @@ class TextPiece:
     text: str
 
 
+_CLOSE = re.compile(re.escape(CALL_CLOSE), re.IGNORECASE)
 _FENCE_LANG = 20  # how long an info string after ``` may be before it cannot open a call
 _WS = " \t\r\n"
 
@@ -276,8 +277,10 @@ def _remove_trailing_commas(text: str) -> str:
         if char == '"':
             in_string = True
         elif char == ",":
-            rest = text[index + 1 :].lstrip(_WS)
-            if rest[:1] in ("}", "]"):
+            ahead = index + 1
+            while ahead < len(text) and text[ahead] in _WS:
+                ahead += 1
+            if ahead < len(text) and text[ahead] in "}]":
                 continue
         out.append(char)
     return "".join(out)
@@ -307,7 +310,7 @@ def parse_call_body(body: str, config: ToolConfig) -> list[ParsedCall] | None:
     """
     try:
         value = _load_json(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can read
         return None
     items = value if isinstance(value, list) else [value]
     calls: list[ParsedCall] = []
@@ -321,7 +324,7 @@ def parse_call_body(body: str, config: ToolConfig) -> list[ParsedCall] | None:
         if isinstance(arguments, str):
             try:
                 arguments = _load_json(arguments) if arguments.strip() else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 return None
         if arguments is None:
             arguments = {}
@@ -348,6 +351,7 @@ class ToolCallParser:
         self._opener = ""  # the opener text of the call being read, for the plain-text fallback
         self._after_call = False  # drop whitespace right after a call
         self._pending_ws = ""  # whitespace that is shown only if prose follows it
+        self._searched = 0  # how much of a call's buffer is known to hold no closing tag
         self.calls_seen = 0
 
     def feed(self, text: str) -> list[TextPiece | ParsedCall]:
@@ -422,10 +426,13 @@ class ToolCallParser:
 
     def _read_call(self, out: list[TextPiece | ParsedCall], final: bool) -> bool:
         """Consume one call from the buffer; False when it is not complete yet."""
-        lowered = self._buffer.lower()
-        close = lowered.find(CALL_CLOSE)
+        # Search only the new text (and a tag's length before it): a long call that streams in
+        # small pieces would otherwise be searched from its start on every piece.
+        found = _CLOSE.search(self._buffer, max(0, self._searched - len(CALL_CLOSE)))
+        close = found.start() if found else -1
         if close < 0:
             if not final:
+                self._searched = len(self._buffer)
                 return False
             # The answer ended inside a call: models often forget the closing tag.
             body, rest, closer = self._buffer, "", ""
@@ -447,6 +454,7 @@ class ToolCallParser:
         raw = self._opener + body + closer
         calls = parse_call_body(body, self.config)
         self._in_call = False
+        self._searched = 0
         self._buffer = rest
         if calls is None:
             self._text(raw, out)

@@ -292,3 +292,16 @@ def test_parse_call_body_repairs_nothing_that_is_ambiguous():
         )
         is None
     )
+
+
+def test_nesting_too_deep_for_json_comes_back_as_text():
+    text = tagged("[" * 50_000)
+    chunks, completion = stream(text, 1000)
+    assert streamed_content(chunks) == text
+    assert completion["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_long_call_in_small_pieces_is_read_whole():
+    long_value = "a, " * 30_000
+    chunks, _ = stream(tagged(f'{{{W}, "arguments": {{"city": "{long_value}",}}}}'), 4)
+    assert [json.loads(c["arguments"]) for c in streamed_calls(chunks)] == [{"city": long_value}]
