@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from grokproxy import tools
 from grokproxy.grok.events import (
     Citation,
     ConversationStarted,
@@ -42,6 +43,9 @@ SSE_KEEPALIVE = b": keep-alive\n\n"
 # How many search results of one batch are listed in the reasoning: enough to show what was
 # read, few enough that a deep search with dozens of batches stays skimmable.
 SEARCH_RESULTS_SHOWN = 5
+
+# Characters of a call's arguments per streamed delta: OpenAI streams them in small pieces too.
+ARGUMENT_PIECE = 16
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +166,50 @@ def _last_user_index(messages: list[dict[str, Any]]) -> int:
     raise ValueError("no user message")
 
 
-def flatten_messages(messages: list[dict[str, Any]]) -> Prompt:
+def _call_names(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """The function name of every earlier call, by its id, so a tool result can be named."""
+    names: dict[str, str] = {}
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            if call.get("id"):
+                names[call["id"]] = call["function"]["name"]
+    return names
+
+
+def _message_block(
+    message: dict[str, Any], names: dict[str, str], images: list[ImageInput]
+) -> tuple[str, str] | None:
+    """One history message as (label, text), its images appended to `images`; None if empty.
+
+    Assistant tool calls and tool results are written in the tool protocol's own form (see
+    `grokproxy.tools`), so an agent loop reads to the model as the calls it made.
+    """
+    role = message.get("role", "user")
+    text, message_images = _message_parts(message)
+    images.extend(message_images)
+    label = _ROLE_LABELS.get(role, role)
+    if role in ("tool", "function"):
+        call_id = message.get("tool_call_id")
+        name = message.get("name") or names.get(call_id or "")
+        return label, tools.render_result(text, name, call_id)
+    if role == "assistant":
+        text = strip_echoed_reasoning(text)
+        calls = [
+            tools.render_call(c["function"]["name"], c["function"].get("arguments"))
+            for c in message.get("tool_calls") or ()
+        ]
+        text = "\n".join(t for t in [text.strip(), *calls] if t)
+    text = text.strip()
+    return (label, text) if text else None
+
+
+def _has_tool_turn(messages: list[dict[str, Any]]) -> bool:
+    return any(m.get("role") in ("tool", "function") for m in messages)
+
+
+def flatten_messages(
+    messages: list[dict[str, Any]], tool_config: tools.ToolConfig | None = None
+) -> Prompt:
     """Flatten a whole OpenAI history into one upstream message for a new conversation.
 
     Format: `[role]: text` blocks joined by blank lines, system and developer messages first
@@ -172,25 +219,29 @@ def flatten_messages(messages: list[dict[str, Any]]) -> Prompt:
     (`<think>` / `<details type="reasoning">` blocks; `reasoning_content` never reaches here) is
     stripped. NextChat's `> `-quoted thinking cannot be told apart from a real quote and stays.
     Images of every message are attached, in order.
+
+    With tools, the tool protocol (`grokproxy.tools.protocol_text`) is the first system block;
+    earlier calls and results are written in its form. When tool results follow the last user
+    message (an agent loop), every turn stays in its order, so the history ends on the results.
     """
     last_user = _last_user_index(messages)
-    system_blocks: list[str] = []
+    in_order = _has_tool_turn(messages[last_user + 1 :])
+    names = _call_names(messages)
+    protocol = tools.protocol_text(tool_config) if tool_config else None
+    system_blocks: list[str] = [f"[system]: {protocol}"] if protocol else []
     turn_blocks: list[str] = []
     images: list[ImageInput] = []
     for index, message in enumerate(messages):
-        if index == last_user:
+        if index == last_user and not in_order:
             continue
-        role = message.get("role", "user")
-        text, message_images = _message_parts(message)
-        images.extend(message_images)
-        if role == "assistant":
-            text = strip_echoed_reasoning(text)
-        text = text.strip()
-        if not text:
+        block = _message_block(message, names, images)
+        if block is None:
             continue
-        label = _ROLE_LABELS.get(role, role)
+        label, text = block
         (system_blocks if label == "system" else turn_blocks).append(f"[{label}]: {text}")
 
+    if in_order:
+        return Prompt(text="\n\n".join(system_blocks + turn_blocks), images=images)
     final_text, final_images = _message_parts(messages[last_user])
     images.extend(final_images)
     final_text = final_text.strip()
@@ -200,10 +251,36 @@ def flatten_messages(messages: list[dict[str, Any]]) -> Prompt:
     return Prompt(text="\n\n".join([*blocks, f"[user]: {final_text}"]), images=images)
 
 
-def last_user_message(messages: list[dict[str, Any]]) -> Prompt:
-    """The newest user message alone, bare, for continuing an upstream conversation."""
-    text, images = _message_parts(messages[_last_user_index(messages)])
-    return Prompt(text=text.strip(), images=images)
+def last_user_message(
+    messages: list[dict[str, Any]], tool_config: tools.ToolConfig | None = None
+) -> Prompt:
+    """What is new since the last assistant turn, for continuing an upstream conversation.
+
+    Usually the newest user message alone, bare. In an agent loop the new part is the tool
+    results (and any user message after them): those go up as `[tool]` / `[user]` blocks, the
+    tools themselves being already upstream from the conversation's first turn.
+    """
+    last_assistant = max(
+        (i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1
+    )
+    new = messages[last_assistant + 1 :]
+    reminder = tools.reminder_text(tool_config) if tool_config else None
+    if not _has_tool_turn(new):
+        text, images = _message_parts(messages[_last_user_index(messages)])
+        text = text.strip()
+        if reminder:
+            text = f"[user]: {text}\n\n[system]: {reminder}"
+        return Prompt(text=text, images=images)
+    names = _call_names(messages)
+    images: list[ImageInput] = []
+    blocks = []
+    for message in new:
+        block = _message_block(message, names, images)
+        if block is not None:
+            blocks.append(f"[{block[0]}]: {block[1]}")
+    if reminder:
+        blocks.append(f"[system]: {reminder}")
+    return Prompt(text="\n\n".join(blocks), images=images)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +350,7 @@ class CompletionBuilder:
         image_url: Callable[[str], str] = lambda path: path,
         include_usage: bool = False,
         prompt_text: str = "",
+        tool_config: tools.ToolConfig | None = None,
     ) -> None:
         if thinking_format not in THINKING_FORMATS:
             raise ValueError(f"thinking_format must be one of {', '.join(THINKING_FORMATS)}")
@@ -297,6 +375,12 @@ class CompletionBuilder:
         self._answer_started = False
         self._think_open = False
         self._finished = False
+        # Answer text is parsed for calls only when the model was offered tools.
+        self.tool_config = tool_config
+        self._parser = (
+            tools.ToolCallParser(tool_config) if tool_config and tool_config.active else None
+        )
+        self._calls: list[dict[str, Any]] = []
 
     @property
     def conversation_id(self) -> str | None:
@@ -316,8 +400,10 @@ class CompletionBuilder:
             "object": obj,
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": self.system_fingerprint,
         }
+        # OpenAI's schema types the fingerprint as a string: unknown means absent, not null.
+        if self.system_fingerprint is not None:
+            envelope["system_fingerprint"] = self.system_fingerprint
         return envelope
 
     def _with_ids(self, body: dict[str, Any], always: bool = False) -> dict[str, Any]:
@@ -347,7 +433,7 @@ class CompletionBuilder:
         self._content.append("\n</think>")
         return [self._chunk({"content": "\n</think>"})]
 
-    def _emit_content(self, text: str) -> list[dict[str, Any]]:
+    def _emit_content(self, text: str, counted: bool = True) -> list[dict[str, Any]]:
         if not text:
             return []
         chunks = self._close_think()
@@ -355,9 +441,69 @@ class CompletionBuilder:
             text = "\n\n" + text  # keep the answer off the </think> line
         self._answer_started = True
         self._content.append(text)
-        self._answer.append(text)
+        if counted:
+            self._answer.append(text)
         chunks.append(self._chunk({"content": text}))
         return chunks
+
+    def _emit_answer(self, text: str) -> list[dict[str, Any]]:
+        """Model answer text: parsed for tool calls when tools were offered."""
+        if self._parser is None:
+            return self._emit_content(text)
+        # Usage counts what the model wrote, calls included, whatever becomes of it.
+        self._answer.append(text)
+        return self._emit_pieces(self._parser.feed(text))
+
+    def _emit_pieces(
+        self, pieces: list[tools.TextPiece | tools.ParsedCall]
+    ) -> list[dict[str, Any]]:
+        chunks: list[dict[str, Any]] = []
+        for piece in pieces:
+            if isinstance(piece, tools.TextPiece):
+                chunks += self._emit_content(piece.text, counted=False)
+            else:
+                chunks += self._emit_call(piece)
+        return chunks
+
+    def _emit_call(self, call: tools.ParsedCall) -> list[dict[str, Any]]:
+        """A call as OpenAI streams it: id, type and name first, then the arguments in pieces."""
+        config = self.tool_config
+        assert config is not None
+        if self._calls and (config.legacy or not config.parallel):
+            return []  # one call was asked for: the first one stands
+        chunks = self._close_think()
+        self._answer_started = True
+        index = len(self._calls)
+        self._calls.append({"id": tools.new_call_id(), "name": call.name, "args": call.arguments})
+        pieces = [
+            call.arguments[i : i + ARGUMENT_PIECE]
+            for i in range(0, len(call.arguments), ARGUMENT_PIECE)
+        ]
+        if config.legacy:
+            chunks.append(self._chunk({"function_call": {"name": call.name, "arguments": ""}}))
+            chunks += [self._chunk({"function_call": {"arguments": p}}) for p in pieces]
+            return chunks
+        head = {
+            "index": index,
+            "id": self._calls[-1]["id"],
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        chunks.append(self._chunk({"tool_calls": [head]}))
+        chunks += [
+            self._chunk({"tool_calls": [{"index": index, "function": {"arguments": p}}]})
+            for p in pieces
+        ]
+        return chunks
+
+    def _flush_answer(self) -> list[dict[str, Any]]:
+        return self._emit_pieces(self._parser.flush()) if self._parser is not None else []
+
+    def _finish_reason(self) -> str:
+        if not self._calls:
+            return "stop"
+        legacy = self.tool_config is not None and self.tool_config.legacy
+        return "function_call" if legacy else "tool_calls"
 
     def _content_block(self, text: str) -> list[dict[str, Any]]:
         """Content as its own paragraph (images), separated from the answer before it."""
@@ -400,7 +546,7 @@ class CompletionBuilder:
         """The chunks (possibly none) that one grok event turns into."""
         if isinstance(event, TextDelta):
             self._saw_text = self._saw_text or bool(event.text)
-            return self._emit_content(event.text)
+            return self._emit_answer(event.text)
         if isinstance(event, ThinkingDelta):
             return self._emit_reasoning(event.text)
         if isinstance(event, ToolStep):
@@ -440,7 +586,13 @@ class CompletionBuilder:
         if not event.url:
             return []
         marker = f" [[{event.index}]]({event.url})"
-        chunks = self._emit_content(marker)
+        if self._parser is not None:
+            # Through the parser, so the marker keeps its place after any held-back text.
+            chunks = self._emit_pieces(self._parser.feed(marker))
+            if not "".join(self._content[-2:]).endswith(marker):
+                return chunks  # still held (or inside a call): no offset to point at
+        else:
+            chunks = self._emit_content(marker)
         # Offsets point at the marker as it sits in the final content (think block included).
         end = len("".join(self._content))
         start = end - len(marker) + 1  # the leading space is not part of the link
@@ -470,7 +622,7 @@ class CompletionBuilder:
             # Multi-agent and image-only modes may stream no answer tokens; the record is it.
             text = _GROK_MARKUP.sub("", event.message or "").strip()
             self._saw_text = bool(text)
-            chunks += self._emit_content(text)
+            chunks += self._emit_answer(text)
         for path in event.generated_image_paths:
             chunks += self._image(path)
         return chunks
@@ -491,8 +643,9 @@ class CompletionBuilder:
         if self._finished:
             return []
         self._finished = True
-        chunks = self._close_think()
-        chunks.append(self._chunk({}, finish_reason="stop"))
+        chunks = self._flush_answer()
+        chunks += self._close_think()
+        chunks.append(self._chunk({}, finish_reason=self._finish_reason()))
         if self.include_usage:
             usage_chunk = self._with_ids(self._envelope("chat.completion.chunk"))
             usage_chunk["choices"] = []
@@ -515,18 +668,38 @@ class CompletionBuilder:
 
     def completion(self) -> dict[str, Any]:
         """The non-stream `chat.completion` built from every event fed so far."""
+        self._flush_answer()
         self._close_think()
+        content = "".join(self._content)
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": "".join(self._content),
+            # A reply that is only calls has no content, as OpenAI answers it.
+            "content": None if self._calls and not content else content,
             "refusal": None,
             "annotations": list(self._annotations),
         }
+        if self._calls and self.tool_config is not None and self.tool_config.legacy:
+            first = self._calls[0]
+            message["function_call"] = {"name": first["name"], "arguments": first["args"]}
+        elif self._calls:
+            message["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["args"]},
+                }
+                for call in self._calls
+            ]
         if self.thinking_format == "reasoning_content":
             message["reasoning_content"] = "".join(self._reasoning) or None
         body = self._envelope("chat.completion")
         body["choices"] = [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": self._finish_reason(),
+            }
         ]
         body["usage"] = self._usage()
         return self._with_ids(body, always=True)

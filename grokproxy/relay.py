@@ -166,10 +166,10 @@ def open_reply(
     # locked") once the pool has committed its own write.
     db.session.commit()
     if conversation is not None:
-        prompt = _prompt(last_user_message, chat.messages)
+        prompt = _prompt(last_user_message, chat)
         parent = chat.parent_message_id or conversation.last_response_id
     else:
-        prompt = _prompt(flatten_messages, chat.messages)
+        prompt = _prompt(flatten_messages, chat)
         parent = None
     attachments = _fetch_images(prompt.images)
     config = current_app.config
@@ -214,9 +214,9 @@ def open_reply(
     raise _final_answer(last_error, spec.mode, tried)
 
 
-def _prompt(build, messages: list[dict[str, Any]]) -> Prompt:
+def _prompt(build, chat: ChatRequest) -> Prompt:
     try:
-        return build(messages)
+        return build(chat.messages, chat.tool_config)
     except ValueError as exc:
         raise BadRequest(str(exc), param="messages") from None
 

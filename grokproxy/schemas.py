@@ -2,11 +2,15 @@
 
 `ChatRequestSchema` validates `POST /v1/chat/completions`. It accepts every shape that real
 OpenAI clients send (see spec/clients.md §1.9) and ignores fields grok.com has no use for
-(`temperature`, `max_tokens`, `user`, `tools`, ...), so no client ever gets a 400 for them.
+(`temperature`, `max_tokens`, `user`, ...), so no client ever gets a 400 for them. Tools
+(`tools`, `tool_choice`, `parallel_tool_calls`, the legacy `functions` / `function_call`) are
+validated and become a `grokproxy.tools.ToolConfig`: a bad tool definition is a 400 naming
+the field.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +25,8 @@ from marshmallow import (
     validate,
     validates_schema,
 )
+
+from grokproxy.tools import CHOICES, ToolConfig, ToolSpec
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 ID_MAX_LENGTH = 128
@@ -147,8 +153,54 @@ def has_content(content: Any) -> bool:
     return False
 
 
+# OpenAI's rule for function names.
+FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+FUNCTION_NAME_RULE = "Must be 1 to 64 letters, digits, underscores or dashes."
+
+
+class HistoryToolCalls(fields.Field):
+    """An assistant message's `tool_calls`, normalised to `{id, type, function{name, arguments}}`.
+
+    History is what clients echo back, so it is read leniently: an entry without a function
+    name carries nothing the model could read and is skipped; object arguments are serialised.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ValidationError("Must be a list of tool calls.")
+        calls = []
+        for index, raw in enumerate(value):
+            if not isinstance(raw, dict):
+                raise ValidationError({index: ["Each tool call must be an object."]})
+            call = _history_call(raw.get("function"), raw.get("id"), index)
+            if call is not None:
+                calls.append(call)
+        return calls
+
+
+def _history_call(function: Any, call_id: Any, index: int | str) -> dict[str, Any] | None:
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        return None
+    arguments = function.get("arguments")
+    if isinstance(arguments, dict | list):
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    elif arguments is not None and not isinstance(arguments, str):
+        raise ValidationError({index: ["function.arguments must be a JSON string."]})
+    return {
+        "id": call_id if isinstance(call_id, str) else None,
+        "type": "function",
+        "function": {"name": _sendable(function["name"]), "arguments": _sendable(arguments or "")},
+    }
+
+
 class MessageSchema(Schema):
-    """One chat message; other fields (`name`, `tool_calls`, `reasoning_content`) are dropped."""
+    """One chat message; fields grok.com cannot use (`reasoning_content`, ...) are dropped.
+
+    Kept for the tool protocol: an assistant's `tool_calls` (and legacy `function_call`, read
+    as one tool call), a tool message's `tool_call_id`, and a function message's `name`.
+    """
 
     class Meta:
         unknown = EXCLUDE
@@ -161,6 +213,10 @@ class MessageSchema(Schema):
         validate=validate.OneOf(ROLES, error="Must be one of: " + ", ".join(ROLES) + "."),
     )
     content = MessageContent(allow_none=True)
+    tool_calls = HistoryToolCalls(allow_none=True)
+    function_call = fields.Raw(allow_none=True)
+    tool_call_id = fields.String(allow_none=True, validate=validate.Length(max=256))
+    name = fields.String(allow_none=True, validate=validate.Length(max=256))
 
     @validates_schema
     def _content_present(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -169,10 +225,29 @@ class MessageSchema(Schema):
             raise ValidationError(
                 "Content is required (null is allowed only for assistant messages).", "content"
             )
+        content = data.get("content")
+        is_result = data.get("role") in ("tool", "function")
+        if is_result and isinstance(content, list) and any(p["type"] != "text" for p in content):
+            raise ValidationError("A tool result may hold only text parts.", "content")
 
     @post_load
     def _fill_content(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         data.setdefault("content", None)
+        role = data.get("role")
+        calls = data.pop("tool_calls", None) or []
+        legacy = data.pop("function_call", None)
+        if role == "assistant" and legacy is not None:
+            call = _history_call(legacy, None, "function_call")
+            calls += [call] if call else []
+        if role == "assistant" and calls:
+            data["tool_calls"] = calls
+        call_id = data.pop("tool_call_id", None)
+        name = data.pop("name", None)
+        if role in ("tool", "function"):
+            if call_id:
+                data["tool_call_id"] = _sendable(call_id)
+            if name:
+                data["name"] = _sendable(name)
         return data
 
 
@@ -204,6 +279,91 @@ def _optional_id() -> fields.String:
     )
 
 
+def _json_schema(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("Must be a JSON Schema object.")
+    kind = value.get("type")
+    if kind is not None and not isinstance(kind, str | list):
+        raise ValidationError("type must be a string or a list of strings.")
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        raise ValidationError("Must be plain JSON.") from None
+
+
+class FunctionSchema(Schema):
+    """A function definition: `tools[].function`, or one entry of the legacy `functions`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(FUNCTION_NAME, error=FUNCTION_NAME_RULE),
+        error_messages={"required": "Every function needs a 'name'."},
+    )
+    description = fields.String(allow_none=True, validate=_sendable)
+    parameters = fields.Raw(allow_none=True, validate=_json_schema)
+    strict = StrictBoolean(allow_none=True)
+
+    @post_load
+    def _make_spec(self, data: dict[str, Any], **kwargs: Any) -> ToolSpec:
+        return ToolSpec(
+            name=data["name"],
+            description=data.get("description"),
+            parameters=data.get("parameters"),
+            strict=data.get("strict"),
+        )
+
+
+class ToolSchema(Schema):
+    """One entry of `tools`: only function tools exist over grok.com."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    type = fields.String(
+        required=True,
+        validate=validate.Equal("function", error="Only 'function' tools are supported."),
+        error_messages={"required": "Every tool needs a 'type' (\"function\")."},
+    )
+    function = fields.Nested(FunctionSchema)
+
+    @validates_schema
+    def _function_present(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # Checked after `type`: a tool of another type is told that, not that it lacks this.
+        if "function" not in data:
+            raise ValidationError("A function tool needs a 'function' object.", "function")
+
+
+def _named_choice(value: Any, field_name: str) -> str:
+    """The function name of a named `tool_choice` / `function_call`, or a ValidationError."""
+    if field_name == "tool_choice":
+        if value.get("type") != "function":
+            raise ValidationError("A named tool_choice needs type 'function'.")
+        value = value.get("function")
+        if not isinstance(value, dict):
+            raise ValidationError("A named tool_choice needs {'function': {'name': ...}}.")
+    name = value.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValidationError("A named choice needs the function's 'name'.")
+    return name
+
+
+class ToolChoice(fields.Field):
+    """`tool_choice` ("none", "auto", "required", a named function) or legacy `function_call`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            allowed = CHOICES if attr == "tool_choice" else ("none", "auto")
+            if value not in allowed:
+                raise ValidationError(f"Must be one of: {', '.join(allowed)}, or a named function.")
+            return value
+        if isinstance(value, dict):
+            return {"name": _named_choice(value, attr or "tool_choice")}
+        raise ValidationError("Must be a string or an object naming a function.")
+
+
 @dataclass
 class ChatRequest:
     """A validated chat completion request, with messages normalised (see `MessageContent`)."""
@@ -214,6 +374,7 @@ class ChatRequest:
     include_usage: bool = False
     conversation_id: str | None = None
     parent_message_id: str | None = None
+    tool_config: ToolConfig | None = None
 
 
 class ChatRequestSchema(Schema):
@@ -240,6 +401,51 @@ class ChatRequestSchema(Schema):
     stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
     conversation_id = _optional_id()
     parent_message_id = _optional_id()
+    tools = fields.List(
+        fields.Nested(ToolSchema),
+        allow_none=True,
+        validate=validate.Length(max=128, error="At most 128 tools."),
+        error_messages={"invalid": "Must be a list of tool objects."},
+    )
+    tool_choice = ToolChoice(allow_none=True)
+    parallel_tool_calls = StrictBoolean(allow_none=True)
+    functions = fields.List(
+        fields.Nested(FunctionSchema),
+        allow_none=True,
+        validate=validate.Length(max=128, error="At most 128 functions."),
+        error_messages={"invalid": "Must be a list of function objects."},
+    )
+    function_call = ToolChoice(allow_none=True)
+
+    @validates_schema
+    def _tools_consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("tools") and data.get("functions"):
+            raise ValidationError("Give tools or the legacy functions, not both.", "functions")
+        for list_name in ("tools", "functions"):
+            specs = _specs(data, list_name)
+            seen: set[str] = set()
+            for index, spec in enumerate(specs):
+                if spec.name in seen:
+                    problem = {"name": [f"Function name {spec.name!r} is declared twice."]}
+                    where = {"function": problem} if list_name == "tools" else problem
+                    raise ValidationError({index: where}, list_name)
+                seen.add(spec.name)
+        for choice_name, list_name in (("tool_choice", "tools"), ("function_call", "functions")):
+            choice = data.get(choice_name)
+            if choice is None or choice in ("none", "auto"):
+                continue
+            names = {spec.name for spec in _specs(data, list_name)}
+            if not names:
+                raise ValidationError(
+                    f"{choice_name} {choice if isinstance(choice, str) else 'naming a function'}"
+                    f" needs {list_name} to choose from.",
+                    choice_name,
+                )
+            if isinstance(choice, dict) and choice["name"] not in names:
+                raise ValidationError(
+                    f"{choice_name} names {choice['name']!r}, which is not among the {list_name}.",
+                    choice_name,
+                )
 
     @validates_schema
     def _needs_user_message(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -254,6 +460,18 @@ class ChatRequestSchema(Schema):
     @post_load
     def _make_request(self, data: dict[str, Any], **kwargs: Any) -> ChatRequest:
         options = data.get("stream_options") or {}
+        legacy = bool(data.get("functions")) and not data.get("tools")
+        specs = _specs(data, "functions" if legacy else "tools")
+        tool_config = None
+        if specs:
+            choice = data.get("function_call" if legacy else "tool_choice") or "auto"
+            parallel = data.get("parallel_tool_calls")
+            tool_config = ToolConfig(
+                tools=tuple(specs),
+                choice=choice["name"] if isinstance(choice, dict) else choice,
+                parallel=True if parallel is None else parallel,
+                legacy=legacy,
+            )
         return ChatRequest(
             model=data["model"].strip(),
             messages=data["messages"],
@@ -261,7 +479,14 @@ class ChatRequestSchema(Schema):
             include_usage=bool(options.get("include_usage")),
             conversation_id=data.get("conversation_id"),
             parent_message_id=data.get("parent_message_id"),
+            tool_config=tool_config,
         )
+
+
+def _specs(data: dict[str, Any], list_name: str) -> list[ToolSpec]:
+    """The ToolSpecs of `tools` (each entry's function) or of the legacy `functions`."""
+    entries = data.get(list_name) or []
+    return [entry["function"] if list_name == "tools" else entry for entry in entries]
 
 
 # One instance for every request: building a Schema deep-copies its fields, which cost more than
@@ -269,8 +494,40 @@ class ChatRequestSchema(Schema):
 _CHAT_REQUEST_SCHEMA = ChatRequestSchema()
 
 
+_TOOL_FIELDS = ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
+
+
+def _flatten(path: str, messages: Any, out: dict[str, Any]) -> None:
+    """Nested marshmallow messages as OpenAI-style paths: `tools[0].function.name`."""
+    if not isinstance(messages, dict):
+        out[path] = messages
+        return
+    for key, value in messages.items():
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            _flatten(f"{path}[{key}]", value, out)
+        elif key == "_schema":
+            _flatten(path, value, out)
+        else:
+            _flatten(f"{path}.{key}", value, out)
+
+
 def load_chat_request(payload: Any) -> ChatRequest:
-    """Validate a decoded JSON body into a `ChatRequest`; raises `ValidationError`."""
+    """Validate a decoded JSON body into a `ChatRequest`; raises `ValidationError`.
+
+    A bad tool definition is reported at its exact path (`tools[0].function.name`), so the
+    error's `param` names the field, as OpenAI's does.
+    """
     if not isinstance(payload, dict):
         raise ValidationError({"_schema": ["The request body must be a JSON object."]})
-    return _CHAT_REQUEST_SCHEMA.load(payload)
+    try:
+        return _CHAT_REQUEST_SCHEMA.load(payload)
+    except ValidationError as err:
+        if not isinstance(err.messages, dict) or not any(k in err.messages for k in _TOOL_FIELDS):
+            raise
+        flat: dict[str, Any] = {}
+        for key, value in err.messages.items():
+            if key in _TOOL_FIELDS:
+                _flatten(str(key), value, flat)
+            else:
+                flat[key] = value
+        raise ValidationError(flat) from None

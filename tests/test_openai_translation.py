@@ -134,7 +134,11 @@ def test_tool_results_are_tagged_and_empty_turns_skipped():
             user("thanks"),
         ]
     )
-    assert prompt.text == "[user]: weather?\n\n[tool]: 20C\n\n[user]: thanks"
+    assert prompt.text == (
+        "[user]: weather?\n\n"
+        '[tool]: <tool_result>{"content": "20C"}</tool_result>\n\n'
+        "[user]: thanks"
+    )
 
 
 def test_text_parts_are_joined_by_newlines():
@@ -299,7 +303,8 @@ def test_every_chunk_has_the_full_envelope_and_validates_with_the_sdk():
         assert chunk["object"] == "chat.completion.chunk"
         assert isinstance(chunk["created"], int)
         assert chunk["model"] == "grok-3"
-        assert "system_fingerprint" in chunk
+        # A string once known, absent before: OpenAI's schema has no null fingerprint.
+        assert isinstance(chunk.get("system_fingerprint", ""), str)
         for choice in chunk["choices"]:
             assert choice.keys() == {"index", "delta", "logprobs", "finish_reason"}
             assert choice["logprobs"] is None
@@ -337,7 +342,7 @@ def test_reply_finished_sets_message_id_without_reply_started():
 
 def test_system_fingerprint_comes_from_model_info():
     b = builder()
-    assert b.start()["system_fingerprint"] is None
+    assert "system_fingerprint" not in b.start()
     b.feed(ModelInfo(model_hash="hash-abc", model="grok-4"))
     assert b.feed(TextDelta("x"))[0]["system_fingerprint"] == "hash-abc"
 

@@ -23,6 +23,9 @@ prefix at the start of the payload's `session_id`:
 
 The socket gateway (`/ws/mgw/`) applies the same faults to its handshake and turns.
 
+A script (`/_emulator/script`) gives an account the answer text of its next replies, verbatim,
+over either transport, so tests can play what real models answer (tool calls above all).
+
 Everything else is a healthy "super" account (quotas as upstream.md §5.2).
 """
 
@@ -34,6 +37,7 @@ import hmac
 import json
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 
 FAULTS = (
@@ -153,6 +157,7 @@ class Account:
     fault: str | None = None  # set by the control API; overrides the prefix fault
     fault_times: int | None = None  # None = until cleared
     uploads: dict[str, dict] = field(default_factory=dict)
+    script: deque[tuple[str, int]] = field(default_factory=deque)  # (answer text, piece size)
 
     def quota(self, mode: str, now: float) -> Quota:
         """The window for a quota mode, created with defaults on first use."""
@@ -170,6 +175,10 @@ class Account:
         if self.fault is not None:
             return None if self.fault == "none" else self.fault
         return prefix_fault(self.token)
+
+    def take_script(self) -> tuple[str, int] | None:
+        """The scripted answer of this reply (text, piece size), or None to answer as usual."""
+        return self.script.popleft() if self.script else None
 
     def consume_fault(self) -> None:
         """Count one firing of a control-API fault limited by `times`."""

@@ -175,6 +175,7 @@ class Emulator:
         response_id: str,
         n_tokens: int,
         now: float,
+        script: tuple[str, int] | None = None,
     ) -> Iterator[tuple[dict[str, Any], bool]]:
         """Frames of one reply in upstream order; the flag marks frames paced like tokens."""
         wrap = (lambda f: f) if new else F.flatten
@@ -238,9 +239,14 @@ class Emulator:
                 cards.append(card)
                 yield wrap(F.card_attachment_frame(response_id, card)), False
 
-        answer = content.answer_tokens(chat.message, n_tokens)
+        answer = (
+            content.scripted_tokens(*script)
+            if script is not None
+            else content.answer_tokens(chat.message, n_tokens)
+        )
         citations: dict[int, list[str]] = {}
-        for i, card in enumerate(cards[:2]):
+        # A scripted answer is sent verbatim: no citation markup is woven into it.
+        for i, card in enumerate(cards[:2] if script is None else []):
             markup = F.inline_citation(json.loads(card)["id"], i)
             pos = min(len(answer), (i + 1) * max(1, len(answer) // 3))
             # Real streams sometimes cut the markup across two tokens; do so for every second one.
@@ -336,6 +342,7 @@ class Emulator:
             body = b"".join(F.ndjson_line(x) for x in lines)
             return web.Response(status=200, body=body, content_type="application/json")
         quota.remaining -= 1
+        script = account.take_script()  # only a reply that streams uses up a scripted answer
         delay = cfg.first_byte_delay
         if fault == "slow":
             account.consume_fault()
@@ -375,6 +382,7 @@ class Emulator:
             response_id=str(uuid.uuid4()),
             n_tokens=cfg.tokens,
             now=time.time(),
+            script=script,
         )
         cut = max(1, cfg.tokens // 2)  # the `dies` fault drops the line after this many tokens
         sent_tokens = 0
@@ -777,6 +785,23 @@ async def control_fault(request: web.Request) -> web.Response:
     )
 
 
+async def control_script(request: web.Request) -> web.Response:
+    """POST /_emulator/script: the answer texts of an account's next replies, in order."""
+    emu = _emu(request)
+    body = await _control_body(request)
+    account = _control_account(emu, body)
+    replies = body.get("replies")
+    if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "replies must be a list of strings"}))
+    piece = body.get("piece_size", content.SCRIPT_PIECE)
+    if not isinstance(piece, int) or isinstance(piece, bool) or piece < 1:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "piece_size must be an integer >= 1"}))
+    if not body.get("append"):
+        account.script.clear()
+    account.script.extend((text, piece) for text in replies)
+    return web.json_response({"email": account.email, "pending": len(account.script)})
+
+
 async def control_config(request: web.Request) -> web.Response:
     """POST /_emulator/config: reply size and pace, dialect, slow_delay, ws_* socket options."""
     emu = _emu(request)
@@ -862,6 +887,7 @@ def create_app(config: Config | None = None) -> web.Application:
     app.router.add_get("/_emulator/quota", control_quota_get)
     app.router.add_post("/_emulator/fault", control_fault)
     app.router.add_post("/_emulator/config", control_config)
+    app.router.add_post("/_emulator/script", control_script)
     app.router.add_get("/_emulator/conversations/{conversation_id}", control_conversation)
     app.router.add_get("/_emulator/streams", control_streams)
     return app

@@ -34,6 +34,15 @@ def answer_tokens(message: str, count: int) -> list[str]:
     return tokens[: max(count, 1)]
 
 
+SCRIPT_PIECE = 4  # characters per token of a scripted answer: tags end up cut across tokens
+
+
+def scripted_tokens(text: str, piece: int = SCRIPT_PIECE) -> list[str]:
+    """A scripted answer cut into tokens of `piece` characters (at least one token)."""
+    piece = max(1, piece)
+    return [text[i : i + piece] for i in range(0, len(text), piece)] or [""]
+
+
 def thinking_tokens(message: str) -> list[str]:
     """Reasoning-summary tokens that follow the thinking header."""
     first = " ".join(prompt_words(message)[:6])

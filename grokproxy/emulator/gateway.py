@@ -109,6 +109,7 @@ class Reply:
     degraded: bool = False
     delay: float = 0.0
     answer: list[str] = field(default_factory=list)
+    script: tuple[str, int] | None = None  # a scripted answer (text, piece size)
 
 
 def _event_id() -> str:
@@ -337,6 +338,8 @@ class Connection:
         session.answered = True
         cfg = self.emu._request_config(self.request)
         reply = Reply(response_id, eid, cfg, delay=cfg.first_byte_delay)
+        # Only a reply that streams uses up a scripted answer (`silent` never streams).
+        reply.script = None if fault == "silent" else account.take_script()
         if fault in ("slow", "dies", "silent", "degraded"):
             account.consume_fault()
             reply.dies = fault == "dies"
@@ -518,11 +521,17 @@ class Connection:
             )
 
         n = reply.cfg.tokens
-        answer = content.degraded_tokens(n) if reply.degraded else content.answer_tokens(message, n)
+        if reply.script is not None:
+            answer = content.scripted_tokens(*reply.script)
+        elif reply.degraded:
+            answer = content.degraded_tokens(n)
+        else:
+            answer = content.answer_tokens(message, n)
         # Citation 0 (a web page) has its card before the answer; citation 1 (an X post) has its
         # tag cut across two deltas and its card only after the tag, as live streams do.
         citations: dict[int, list[tuple[F.Frame, bool, bool]]] = {}
-        if deep and not reply.degraded and post is not None:
+        # A scripted answer is sent verbatim: no citation markup is woven into it.
+        if deep and not reply.degraded and post is not None and reply.script is None:
             x_url = f"https://x.com/{post['userhandle']}/status/{post['post_id']}"
             cited = [
                 (

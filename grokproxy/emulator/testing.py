@@ -115,6 +115,28 @@ class EmulatorHandle:
             "POST", "fault", json={"token": token, "email": email, "fault": fault, "times": times}
         )
 
+    def script(
+        self,
+        replies: list[str],
+        *,
+        token: str | None = None,
+        email: str | None = None,
+        piece_size: int | None = None,
+        append: bool = False,
+    ) -> dict[str, Any]:
+        """Give an account's next replies these answer texts, in order, over either transport.
+
+        Each text is streamed verbatim in `piece_size`-character tokens (4 by default) at the
+        configured pace; replacing what was scripted before unless `append`. Once the script
+        is used up, replies are the usual echo again.
+        """
+        body: dict[str, Any] = {"token": token, "email": email, "replies": replies}
+        if piece_size is not None:
+            body["piece_size"] = piece_size
+        if append:
+            body["append"] = True
+        return self._call("POST", "script", json=body)
+
     def configure(self, **options: Any) -> dict[str, Any]:
         """Change tokens, tokens_per_second, first_byte_delay, dialect or slow_delay."""
         return self._call("POST", "config", json=options)

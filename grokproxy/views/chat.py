@@ -122,6 +122,7 @@ def chat_completions():
         image_url=_image_url_maker(opened),
         include_usage=chat.include_usage,
         prompt_text=opened.prompt.text,
+        tool_config=chat.tool_config,
     )
     response = (
         _complete(builder, opened) if not chat.stream else _stream(builder, opened, spec.mode)
