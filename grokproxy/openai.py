@@ -395,16 +395,15 @@ class CompletionBuilder:
     # -- envelope -------------------------------------------------------------------------
 
     def _envelope(self, obj: str) -> dict[str, Any]:
-        envelope: dict[str, Any] = {
+        # Every field of OpenAI's own answer, null where grok has no value (the contract): the
+        # fingerprint is null until grok names its model.
+        return {
             "id": self.id,
             "object": obj,
             "created": self.created,
             "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
         }
-        # OpenAI's schema types the fingerprint as a string: unknown means absent, not null.
-        if self.system_fingerprint is not None:
-            envelope["system_fingerprint"] = self.system_fingerprint
-        return envelope
 
     def _with_ids(self, body: dict[str, Any], always: bool = False) -> dict[str, Any]:
         if always or self._conversation_id is not None:

@@ -303,8 +303,8 @@ def test_every_chunk_has_the_full_envelope_and_validates_with_the_sdk():
         assert chunk["object"] == "chat.completion.chunk"
         assert isinstance(chunk["created"], int)
         assert chunk["model"] == "grok-3"
-        # A string once known, absent before: OpenAI's schema has no null fingerprint.
-        assert isinstance(chunk.get("system_fingerprint", ""), str)
+        # Always present: null until grok names its model, then its hash.
+        assert "system_fingerprint" in chunk
         for choice in chunk["choices"]:
             assert choice.keys() == {"index", "delta", "logprobs", "finish_reason"}
             assert choice["logprobs"] is None
@@ -342,7 +342,7 @@ def test_reply_finished_sets_message_id_without_reply_started():
 
 def test_system_fingerprint_comes_from_model_info():
     b = builder()
-    assert "system_fingerprint" not in b.start()
+    assert b.start()["system_fingerprint"] is None
     b.feed(ModelInfo(model_hash="hash-abc", model="grok-4"))
     assert b.feed(TextDelta("x"))[0]["system_fingerprint"] == "hash-abc"
 
