@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import openai
@@ -107,6 +108,10 @@ def test_deepsearch_answer_shows_steps_and_citations_readably(live):
     assert "<xai:" not in reasoning and "CDATA" not in reasoning
     assert "](http" in message.content  # citations became markdown links
     assert "grok:render" not in message.content
+    # Each citation once, though the gateway names a card both by an inline tag and by a
+    # render_citation chunk.
+    links = re.findall(r"\[\[(\d+)\]\]\((https?://[^)]+)\)", message.content)
+    assert links and len(links) == len(set(links))
 
 
 def test_image_answer_links_to_an_image_grokproxy_serves(live):

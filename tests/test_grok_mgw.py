@@ -550,3 +550,17 @@ def test_error_messages_never_contain_a_token():
     with pytest.raises(InvalidCredentials) as caught:
         GatewayParser().feed(ev("error", error={"code": 16, "message": f"bad sso={jwt}"}))
     assert jwt not in str(caught.value) and "eyJ" not in caught.value.message
+
+
+def test_a_card_cited_by_tag_and_by_render_citation_is_cited_once():
+    events = run(
+        [
+            card("c0"),
+            text("Fact" + tag("c0")),
+            ev("response.chunk", chunk={"render_citation": {"id": "c0", "url": CARD_URL}}),
+            text(" more"),
+            DONE,
+        ]
+    )
+    assert [(e.index, e.url) for e in events if isinstance(e, Citation)] == [(1, CARD_URL)]
+    assert answer(events) == "Fact more"

@@ -94,12 +94,15 @@ class GatewayParser:
         self._text_format: str | None = None
         # Answer text and (url, title) citations not relayed yet; citations are numbered when
         # relayed, so the numbers follow the order the client sees.
-        self._held: list[str | tuple[str, str]] = []
+        self._held: list[str | tuple[str, str, str]] = []  # text, or (url, title, card id)
         self._answer: list[str] = []
         self._reasoning_channel: str | None = None
         self._cards: dict[str, tuple[str, str]] = {}  # card id -> (url, title)
         self._titles: dict[str, str] = {}  # search result url -> title
         self._citation_numbers: dict[str, int] = {}
+        # A citation can come twice, as an inline tag and as a render_citation chunk of the
+        # same card: its card id is cited once.
+        self._cited_cards: set[str] = set()
         self._tool_cards: set[str] = set()
         self._images: list[str] = []
         self._user_turn: str | None = None  # the user item's id: the reply's parent
@@ -312,7 +315,7 @@ class GatewayParser:
         url = _str(body.get("url"))
         if not url:
             return []
-        self._held.append((url, self._titles.get(url, "")))
+        self._held.append((url, self._titles.get(url, ""), _str(body.get("id")) or ""))
         return self._flush(final=False)
 
     def _grok_output(self, event: dict[str, Any]) -> list[GrokEvent]:
@@ -402,9 +405,14 @@ class GatewayParser:
 
     # ---- held-back answer text -------------------------------------------------------------
 
-    def _numbered(self, url: str, title: str) -> Citation:
+    def _cite(self, url: str, title: str, card_id: str, events: list[GrokEvent]) -> None:
+        """A Citation numbered by its URL, unless this card was cited already."""
+        if card_id:
+            if card_id in self._cited_cards:
+                return
+            self._cited_cards.add(card_id)
         number = self._citation_numbers.setdefault(url, len(self._citation_numbers) + 1)
-        return Citation(number, url, title)
+        events.append(Citation(number, url, title))
 
     def _flush(self, *, final: bool) -> list[GrokEvent]:
         """Relay every held piece that is decided; with `final`, undecided tags are dropped."""
@@ -412,7 +420,7 @@ class GatewayParser:
         while self._held:
             head = self._held[0]
             if isinstance(head, tuple):
-                events.append(self._numbered(*head))
+                self._cite(*head, events)
                 self._held.pop(0)
                 continue
             # A held piece after this text means nothing can extend it any more.
@@ -444,10 +452,11 @@ class GatewayParser:
             block, after = text[:end], text[end:]
             attrs = dict(_ATTR.findall(block[: block.find(">") + 1]))
             if attrs.get("type") == "render_inline_citation":
-                found = self._cards.get(attrs.get("card_id", ""))
+                card_id = attrs.get("card_id", "")
+                found = self._cards.get(card_id)
                 if found is None:
                     return text  # wait for the card attachment
-                events.append(self._numbered(*found))
+                self._cite(*found, card_id, events)
             text = after  # other renders (searched images …) are removed from the text
         return ""
 
