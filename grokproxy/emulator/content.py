@@ -36,11 +36,11 @@ CODE_TOKENS = (
 )
 HOSTILE_TOKENS = (
     "\n\n<script>window.__hostile = 'script'</script>",
-    ' <img src=x onerror="window.__hostile = \'onerror\'">',
+    " <img src=x onerror=\"window.__hostile = 'onerror'\">",
     " [markdown link](javascript:window.__hostile='markdown-link')",
-    ' <a href="javascript:window.__hostile=\'html-link\'">html link</a>',
-    ' <b onmouseover="window.__hostile = \'onmouseover\'">hover me</b>',
-    ' <iframe src="javascript:window.__hostile=\'iframe\'"></iframe>\n\n',
+    " <a href=\"javascript:window.__hostile='html-link'\">html link</a>",
+    " <b onmouseover=\"window.__hostile = 'onmouseover'\">hover me</b>",
+    " <iframe src=\"javascript:window.__hostile='iframe'\"></iframe>\n\n",
 )
 
 
