@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from .errors import NotFound
 from .extensions import db, write_transaction
 from .models import Account, ChatMessage, ChatThread, Conversation, User, utcnow
-from .upstream import grok_client
+from .upstream import grok_client, model_catalog
 
 log = logging.getLogger(__name__)
 threads = ChatThread.__table__
@@ -225,3 +225,37 @@ def note_grok_title(conversation_id: str, title: str) -> None:
             .where(threads.c.conversation_id == conversation_id, threads.c.title_source != "user")
             .values(title=title, title_source="grok")
         )
+
+
+def _describe(spec: Any) -> str:
+    parts = []
+    if spec.deepsearch:
+        parts.append("deeper search" if spec.deepsearch == "deeper" else "deep search")
+    if spec.thinking:
+        parts.append("thinks first")
+    parts.append(f"{spec.mode} mode")
+    return ", ".join(parts).capitalize()
+
+
+def page_models() -> dict[str, Any]:
+    """The catalog for the page's picker: each model's short description and the default.
+
+    The default is the first model of the newest generation in the catalog (grok-auto in the
+    built-in one): grok-2 comes first only because the catalog is ordered by age.
+    """
+    specs = list(model_catalog())
+    newest = max((spec.created for spec in specs), default=0)
+    default = next((spec.name for spec in specs if spec.created == newest), None)
+    return {
+        "default": default,
+        "data": [
+            {
+                "id": spec.name,
+                "mode": spec.mode,
+                "thinking": spec.thinking,
+                "deepsearch": spec.deepsearch,
+                "description": _describe(spec),
+            }
+            for spec in specs
+        ],
+    }

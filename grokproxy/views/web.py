@@ -200,3 +200,10 @@ def rename_conversation(thread_id: int):
 def delete_conversation(thread_id: int):
     """Delete a conversation here and, best effort, on grok.com."""
     return _api(chat_history.remove(_api_user(), thread_id))
+
+
+@bp.get("/chat/api/models")
+def page_models():
+    """The models for the page's picker, each with a short description, and the default."""
+    _api_user()
+    return _api(chat_history.page_models())
