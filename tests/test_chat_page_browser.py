@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+from test_web_browser import TIMEOUT_MS, browser, send, site  # noqa: F401  (fixtures)
 
 from grokproxy.emulator import content
-
-from test_web_browser import TIMEOUT_MS, browser, new_page, send, site  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -112,7 +111,8 @@ def test_chat_app_streams_markdown_keeps_history_and_runs_no_hostile_markup(
     image = drawn.locator(".text img").first
     image.wait_for()
     assert image.get_attribute("src").startswith(url + "/")
-    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    loaded = "(img) => img.complete && img.naturalWidth > 0"
+    page.wait_for_function(loaded, arg=image.element_handle())
     assert "![image]" not in drawn.locator(".text").text_content()
 
     # Deep search: the steps and their sources as a list, citations as small numbered links.
