@@ -6,6 +6,7 @@ test's tmp dir).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -230,3 +231,116 @@ def take_screenshots(browser, page, url: str, folder: Path, problems: list[str])
                 shot.screenshot(path=str(folder / "chat-phone-light-sidebar.png"))
             shot.context.close()
     assert len(list(folder.glob("chat-*.png"))) == 5
+
+
+def test_regenerate_edit_retry_after_a_lost_connection_and_errors_in_words(
+    browser,  # noqa: F811
+    site,  # noqa: F811
+    emu,
+):
+    url, login = site
+    problems: list[str] = []
+    page = open_page(browser, problems, viewport=DESKTOP)
+    page.goto(url + login()["login_url"])
+    page.locator("#model[data-loaded=true]").wait_for(state="attached")
+    first = send(page, "hello there")
+    second = send(page, "tell me more")
+    conversation_id = page.get_attribute("#conversation-label", "data-conversation-id")
+    first_id = emu.conversation(conversation_id)["responses"][1]["responseId"]
+
+    # Regenerate: the same question again, hanging from the answer before it.
+    assert first.locator("button.regenerate").count() == 0  # only the last answer has one
+    second.locator("button.regenerate").click()
+    page.locator("li.message.assistant").nth(1).and_(page.locator("[data-state=done]")).wait_for()
+    redone = emu.chat_turns()[-1]
+    assert redone["message"] == "tell me more" and redone["conversation_id"] == conversation_id
+    assert redone["parent_response_id"] == first_id
+    assert page.locator("li.message").count() == 4
+
+    # Edit and resend the last question: it replaces the last exchange.
+    page.locator("li.message.user").last.locator("button.edit").click()
+    page.fill("li.message.user textarea.edit-box", "tell me less")
+    page.press("li.message.user textarea.edit-box", "Enter")
+    page.locator("li.message.assistant").nth(1).and_(page.locator("[data-state=done]")).wait_for()
+    assert emu.chat_turns()[-1]["message"] == "tell me less"
+    assert emu.chat_turns()[-1]["parent_response_id"] == first_id
+    assert page.locator("li.message.user").all_inner_texts()[-1].startswith("tell me less")
+    page.reload()
+    page.click("#conversations li .open")
+    page.locator("li.message.assistant").nth(1).wait_for()
+    users = [t.split("\n")[0] for t in page.locator("li.message.user .text").all_inner_texts()]
+    assert users == ["hello there", "tell me less"]
+
+    # The connection drops mid-answer (the body ends without [DONE]): what arrived stays, with
+    # a retry that completes it.
+    partial = {"conversation_id": conversation_id, "choices": [{"delta": {"content": "Half an"}}]}
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "X-Conversation-Id": conversation_id},
+            body=f"data: {json.dumps(partial)}\n\n",
+        ),
+    )
+    cut = send(page, "a cut answer")
+    page.unroute("**/v1/chat/completions")
+    assert "connection was lost" in cut.locator(".error").text_content()
+    assert "what arrived is kept" in cut.locator(".error").text_content()
+    assert cut.locator(".text").inner_text().strip() == "Half an"
+    cut.locator("button.regenerate", has_text="Retry").click()
+    retried = page.locator("li.message.assistant").nth(2)
+    retried.and_(page.locator("[data-state=done]")).wait_for()
+    assert retried.locator(".error").count() == 0
+    assert "a cut answer" in retried.locator(".text").text_content()
+    assert emu.chat_turns()[-1]["message"] == "a cut answer"
+
+    # Stop ends a streaming answer and keeps what arrived.
+    emu.configure(tokens_per_second=3)
+    page.fill("#prompt", "a long answer to stop")
+    page.press("#prompt", "Enter")
+    page.locator("#stop").wait_for()
+    page.locator("li.message.assistant[data-state=streaming] .text", has_text="Echo").wait_for()
+    page.click("#stop")
+    stopped = page.locator("li.message.assistant").last
+    stopped.and_(page.locator("[data-state=done]")).wait_for()
+    emu.configure(tokens_per_second=0)
+    assert page.text_content("#status") == "Stopped."
+    assert stopped.locator(".text").inner_text().startswith("Echo")
+    assert page.locator("#send").is_visible() and not page.locator("#stop").is_visible()
+
+    # Refusals read as sentences: the daily limit (with its reset time), a removed account.
+    limit = {"message": "daily limit", "type": "rate_limit_error", "code": "daily_limit_reached"}
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=429,
+            headers={"Retry-After": "3600", "Content-Type": "application/json"},
+            body=json.dumps({"error": {**limit, "param": None}}),
+        ),
+    )
+    refused = send(page, "one more")
+    assert "today's message limit" in refused.locator(".error").text_content()
+    assert "resets at" in refused.locator(".error").text_content()
+    page.unroute("**/v1/chat/completions")
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(
+                {
+                    "error": {
+                        "message": "your grok account was removed from the gateway; ask the "
+                        "operator to log you in again",
+                        "type": "server_error",
+                        "code": "no_available_account",
+                        "param": None,
+                    }
+                }
+            ),
+        ),
+    )
+    removed = send(page, "and again")
+    assert "was removed from this gateway" in removed.locator(".error").text_content()
+    expected = ("429", "503")
+    assert [p for p in problems if not any(code in p for code in expected)] == []

@@ -753,13 +753,15 @@
       return true;
     }
 
+    // Resolves true at [DONE]; false when the body ended without it (a proxy or the network
+    // cut the answer short), which is a lost connection too.
     async function readStream(response) {
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) return false;
         buffer += decoder.decode(value, { stream: true });
         let newline;
         while ((newline = buffer.indexOf("\n")) >= 0) {
@@ -767,9 +769,17 @@
           buffer = buffer.slice(newline + 1);
           // Comment lines (": keep-alive") and blank separators carry nothing to show.
           if (!line.startsWith("data:")) continue;
-          if (!apply(line.slice(5).trimStart())) return;
+          if (!apply(line.slice(5).trimStart())) return true;
         }
       }
+    }
+
+    function connectionLost() {
+      answer.error =
+        "The connection was lost before the answer was complete" +
+        (answer.content ? "; what arrived is kept." : ".") +
+        " Check your network and retry.";
+      showError(item, answer.error);
     }
 
     running = new AbortController();
@@ -792,17 +802,14 @@
       onConversation(response.headers.get("X-Conversation-Id"));
       answer.response_id = response.headers.get("X-Message-Id") || answer.response_id;
       setStatus("Answering…");
-      await readStream(response);
+      const complete = await readStream(response);
       setStatus("");
+      if (!complete && !answer.error) connectionLost();
     } catch (err) {
       if (err.name === "AbortError") {
         setStatus("Stopped.");
       } else {
-        answer.error =
-          "The connection was lost before the answer was complete" +
-          (answer.content ? "; what arrived is kept." : ".") +
-          " Check your network and retry.";
-        showError(item, answer.error);
+        connectionLost();
         setStatus("");
       }
     } finally {
