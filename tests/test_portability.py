@@ -57,7 +57,7 @@ FILE_PARENTS = re.compile(
 
 SKIPPED_DIRS = {".git", ".venv", "__pycache__", "instance", "node_modules"}
 # Third-party browser libraries copied as published (scripts/vendor-frontend.sh): their minified
-# grammars hold regex literals such as `/var\b/`, which are no paths of ours.
+# grammars hold regex literals of shell and Swift keywords, which are no paths of ours.
 VENDORED = "grokproxy/static/vendor/"
 
 
