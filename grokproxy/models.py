@@ -206,3 +206,53 @@ class AdminSignInFailure(db.Model):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChatThread(TimestampMixin, db.Model):
+    """A conversation as the chat page shows it: its user, title and upstream conversation."""
+
+    __tablename__ = "chat_threads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The upstream conversation it continues; a regenerated first answer starts a new one.
+    conversation_id: Mapped[str] = mapped_column(String(128), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    # Where the title came from: "words" (the first message), "grok" (grok.com's) or "user".
+    title_source: Mapped[str] = mapped_column(String(8), default="words")
+    model: Mapped[str] = mapped_column(String(64))
+
+    messages: Mapped[list[ChatMessage]] = relationship(
+        back_populates="thread",
+        order_by="ChatMessage.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    def __repr__(self) -> str:
+        return f"<ChatThread {self.id} user={self.user_id} {self.conversation_id}>"
+
+
+class ChatMessage(db.Model):
+    """One turn of a chat page conversation: what the user sent or what came back."""
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_threads.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))  # "user" or "assistant"
+    content: Mapped[str] = mapped_column(Text, default="")
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    # The upstream response id of an answer: the parent when the next answer is regenerated.
+    response_id: Mapped[str | None] = mapped_column(String(128))
+    # Attached images are not kept (they can be megabytes): only how many there were.
+    image_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    thread: Mapped[ChatThread] = relationship(back_populates="messages")
+
+    def __repr__(self) -> str:
+        return f"<ChatMessage {self.id} {self.role} thread={self.thread_id}>"

@@ -18,7 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import insert, select, update
 
-from . import pool
+from . import chat_history, pool
 from .auth import Caller
 from .crypto import preview
 from .errors import APIError, BadRequest, Forbidden, NoAccount, NotFound, UpstreamFailed
@@ -33,6 +33,7 @@ from .grok.events import (
     Heartbeat,
     ReplyFinished,
     ReplyStarted,
+    TitleChanged,
     UserTurn,
 )
 from .logs import note_served
@@ -60,6 +61,7 @@ class Outcome:
 
     error: grok_errors.GrokError | None = None
     response_id: str | None = None
+    title: str | None = None  # grok.com's title of a new conversation (HTTP dialects send one)
 
 
 @dataclass
@@ -128,6 +130,8 @@ def relay_stream(opened: OpenedReply) -> Iterator[list[GrokEvent] | _KeepAlive |
                         continue
                     if isinstance(event, ReplyStarted | ReplyFinished):
                         outcome.response_id = event.response_id
+                    elif isinstance(event, TitleChanged):
+                        outcome.title = event.title
                     events.append(event)
                 if events:
                     yield events
@@ -459,6 +463,8 @@ def _record_outcome(opened: OpenedReply, outcome: Outcome, mode: str) -> None:
     """A mid-stream failure counts against the account; a new reply id becomes the parent."""
     if outcome.error is not None:
         _report(Attempt(opened.token, opened.account_id, ""), outcome.error, mode)
+    if outcome.title and opened.conversation_id:
+        chat_history.note_grok_title(opened.conversation_id, outcome.title)
     if outcome.response_id and opened.conversation_id and outcome.response_id != opened.response_id:
         with write_transaction() as conn:
             conn.execute(

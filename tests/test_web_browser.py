@@ -154,6 +154,7 @@ def test_login_link_opens_the_chat_page_once_and_the_chat_streams(browser, site,
     # The settings panel: API base URL and the key, masked until shown.
     assert page.text_content("#api-base") == url + "/v1"
     assert page.text_content("#api-key") != answer["api_key"]
+    page.click("#settings summary")
     page.click("#toggle-key")
     assert page.text_content("#api-key") == answer["api_key"]
 
@@ -207,5 +208,8 @@ def test_chat_page_shows_the_error_when_the_account_cannot_answer(browser, site,
     page.locator("#model[data-loaded=true]").wait_for(state="attached")
     emu.set_fault("ratelimited", token=TOKEN)
     reply = send(page, "are you there")
-    assert "rate-limited" in reply.locator(".error").text_content()
+    # Said in words, with the time the account is back (Retry-After), and a retry offered.
+    error = reply.locator(".error").text_content()
+    assert "cooling down" in error and "back at" in error
+    assert reply.locator("button.regenerate").text_content() == "Retry"
     assert [p for p in problems if "429" not in p] == []

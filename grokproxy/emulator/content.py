@@ -24,9 +24,40 @@ def prompt_words(message: str) -> list[str]:
     return words
 
 
+# A prompt with the word "code" gets a fenced code block; with "hostile", markup a chat page
+# must not run (script tags, event handlers, javascript: links): both right after the echo.
+_CODE_PROMPT = re.compile(r"\bcode\b", re.IGNORECASE)
+_HOSTILE_PROMPT = re.compile(r"\bhostile\b", re.IGNORECASE)
+CODE_TOKENS = (
+    "\n\n```python\n",
+    "def greet(name):\n",
+    '    return f"Hello, {name}!"\n',
+    "```\n\n",
+)
+HOSTILE_TOKENS = (
+    "\n\nA [markdown link](javascript:window.__hostile='markdown-link') and",
+    " ![an image](javascript:window.__hostile='image').\n\n",
+    "<script>window.__hostile = 'script'</script>",
+    " <img src=x onerror=\"window.__hostile = 'onerror'\">",
+    " <a href=\"javascript:window.__hostile='html-link'\">html link</a>",
+    " <b onmouseover=\"window.__hostile = 'onmouseover'\">hover me</b>",
+    " <iframe src=\"javascript:window.__hostile='iframe'\"></iframe>\n\n",
+)
+
+
 def answer_tokens(message: str, count: int) -> list[str]:
-    """Exactly `count` answer tokens: an echo of the prompt's words, then filler."""
+    """Exactly `count` answer tokens: an echo of the prompt's words, then filler.
+
+    A prompt with "code" or "hostile" gets CODE_TOKENS or HOSTILE_TOKENS after the echo; such
+    an answer is longer than `count` rather than cut inside its markup.
+    """
     tokens = ["Echo:"] + [" " + w for w in prompt_words(message)[:40]]
+    if _CODE_PROMPT.search(message):
+        tokens.extend(CODE_TOKENS)
+    if _HOSTILE_PROMPT.search(message):
+        tokens.extend(HOSTILE_TOKENS)
+    if len(tokens) > len(prompt_words(message)[:40]) + 1:
+        count = max(count, len(tokens))
     i = 0
     while len(tokens) < count:
         tokens.append(FILLER[i % len(FILLER)])

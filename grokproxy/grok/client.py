@@ -366,6 +366,13 @@ class GrokClient:
             raise UpstreamBroken("grok.com rate-limits answer has no quota fields")
         return Quota(remaining, total, window, wait_seconds)
 
+    def delete_conversation(self, token: str, conversation_id: str) -> None:
+        """Soft-delete a conversation upstream (DELETE /rest/app-chat/conversations/soft/{id})."""
+        token = _clean_token(token)
+        headers = build_headers(self.settings, token, json_body=False, accept="application/json")
+        path = f"/rest/app-chat/conversations/soft/{quote(conversation_id, safe='')}"
+        self._send("DELETE", self.settings.base_url + path, headers).close()
+
     def upload_file(self, token: str, filename: str, mime: str, data: bytes) -> str:
         """Upload a file and return its fileMetadataId (multipart v2 route, old JSON one on 404).
 

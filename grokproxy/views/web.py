@@ -7,14 +7,18 @@ from datetime import timedelta
 from flask import (
     Blueprint,
     Response,
+    jsonify,
     make_response,
     redirect,
     render_template,
+    request,
     session,
     url_for,
 )
 
-from .. import users
+from .. import chat_history, users
+from ..bodies import json_body
+from ..errors import Forbidden, Unauthorized
 from ..extensions import db
 from ..models import Account, User
 
@@ -130,3 +134,76 @@ def logout():
         users.end_sessions(user.id)
     session.clear()
     return redirect(url_for("web.sign_in_help", signed_out=1), code=303)
+
+
+# ---- the chat page's own API: its history, under the web session -----------------------------
+
+# Sent by the page on every change: a cross-site form cannot set it, and a cross-site script
+# would need a CORS preflight these routes never grant.
+PAGE_HEADER = "X-Chat-Page"
+
+
+def _api_user() -> User:
+    user = _signed_in_user()
+    if user is None:
+        raise Unauthorized("you are signed out: open your login link again", code="signed_out")
+    if request.method != "GET" and request.headers.get(PAGE_HEADER) != "1":
+        raise Forbidden(f"changes need the {PAGE_HEADER}: 1 header the chat page sends")
+    return user
+
+
+def _api(payload: dict, status: int = 200) -> Response:
+    response = jsonify(payload)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _body() -> object:
+    return json_body("the request body is empty: send a JSON object")
+
+
+@bp.get("/chat/api/conversations")
+def list_conversations():
+    """The signed-in user's conversations, most recent first."""
+    return _api({"data": chat_history.list_threads(_api_user())})
+
+
+@bp.post("/chat/api/conversations")
+def create_conversation():
+    """Record the first turn of a conversation the page started."""
+    user = _api_user()
+    return _api(chat_history.record(user, None, _body()), 201)
+
+
+@bp.get("/chat/api/conversations/<int:thread_id>")
+def get_conversation(thread_id: int):
+    """One conversation with its messages."""
+    return _api(chat_history.get_thread(_api_user(), thread_id))
+
+
+@bp.post("/chat/api/conversations/<int:thread_id>/messages")
+def add_messages(thread_id: int):
+    """Record more turns of a conversation (or replace its last exchange)."""
+    user = _api_user()
+    return _api(chat_history.record(user, thread_id, _body()))
+
+
+@bp.patch("/chat/api/conversations/<int:thread_id>")
+def rename_conversation(thread_id: int):
+    """Rename a conversation."""
+    user = _api_user()
+    return _api(chat_history.rename(user, thread_id, _body()))
+
+
+@bp.delete("/chat/api/conversations/<int:thread_id>")
+def delete_conversation(thread_id: int):
+    """Delete a conversation here and, best effort, on grok.com."""
+    return _api(chat_history.remove(_api_user(), thread_id))
+
+
+@bp.get("/chat/api/models")
+def page_models():
+    """The models for the page's picker, each with a short description, and the default."""
+    _api_user()
+    return _api(chat_history.page_models())
