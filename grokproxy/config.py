@@ -279,10 +279,25 @@ VARIABLES: tuple[Variable, ...] = (
         "UPSTREAM_CONNECT_TIMEOUT", 10.0, parse_positive_float, "Seconds to connect to grok.com."
     ),
     Variable(
+        "UPSTREAM_FIRST_BYTE_TIMEOUT",
+        15.0,
+        parse_positive_float,
+        "Seconds from sending a chat turn (or any request) to grok.com's first byte of answer; "
+        "past it the attempt fails and the next account is tried while the budget lasts.",
+    ),
+    Variable(
         "UPSTREAM_READ_TIMEOUT",
         120.0,
         parse_positive_float,
-        "Seconds grok.com may stay silent before the request fails.",
+        "Seconds grok.com may stay silent once its answer flows (the idle timeout; keep-alives "
+        "reach a streaming client meanwhile).",
+    ),
+    Variable(
+        "UPSTREAM_TOTAL_TIMEOUT",
+        40.0,
+        parse_positive_float,
+        "Seconds one chat request may spend on every attempt together until grok.com's answer "
+        "starts; past it the answer is 504 `upstream_timeout`.",
     ),
     Variable(
         "TOKEN_CHECK_CONCURRENCY",

@@ -11,6 +11,8 @@ WebSocket gateway) is the grok adapter's business: this module only opens a `Cha
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,15 @@ from sqlalchemy import insert, select, update
 from . import pool
 from .auth import Caller
 from .crypto import preview
-from .errors import APIError, BadRequest, Forbidden, NoAccount, NotFound, UpstreamFailed
+from .errors import (
+    APIError,
+    BadRequest,
+    Forbidden,
+    NoAccount,
+    NotFound,
+    UpstreamFailed,
+    UpstreamTimedOut,
+)
 from .errors import RateLimited as RateLimitedAnswer
 from .extensions import db, write_transaction
 from .grok import errors as grok_errors
@@ -49,6 +59,7 @@ conversations = Conversation.__table__
 _PREAMBLE = (ConversationStarted, UserTurn, ReplyStarted)
 RATE_LIMIT_PROBE_TIMEOUT = 5.0
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+_UUID = re.compile(r"\A[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
 USER_ACCOUNT_REMOVED = (
     "your grok account was removed from the gateway; ask the operator to log you in again"
 )
@@ -160,6 +171,7 @@ def open_reply(
     if caller.kind == "user" and caller.account_id is None:
         # Checked first: deleting the account also deleted the conversations it held.
         raise NoAccount(USER_ACCOUNT_REMOVED)
+    _check_id_forms(chat)
     conversation = _conversation_of(caller, chat.conversation_id)
     # End the read transaction of authentication and lookup: none stays open while grok.com is
     # called, and on SQLite a later write on that stale snapshot would fail ("database is
@@ -176,9 +188,15 @@ def open_reply(
     heartbeat = None if read_all else config["SSE_KEEPALIVE_SECONDS"]
     conversation_id = conversation.conversation_id if conversation else None
 
+    # One budget for every attempt until grok.com's answer starts (UPSTREAM_TOTAL_TIMEOUT).
+    budget = float(config["UPSTREAM_TOTAL_TIMEOUT"])
+    deadline = time.monotonic() + budget
     tried: list[int] = []
     last_error: grok_errors.GrokError | None = None
     for _ in range(config["MAX_ATTEMPTS"]):
+        if last_error is not None and time.monotonic() >= deadline:
+            log.info("time budget of %g s spent after %d attempts", budget, len(tried))
+            raise _final_answer(last_error, spec.mode, tried)
         try:
             attempt = _next_attempt(caller, spec, conversation, tried)
         except APIError as exhausted:
@@ -196,6 +214,7 @@ def open_reply(
                 attachments=attachments,
                 conversation_id=conversation_id,
                 parent_response_id=parent,
+                deadline=deadline,
             )
             opened = _try(attempt, turn, prompt, heartbeat, read_all)
         except grok_errors.GrokError as exc:
@@ -219,6 +238,20 @@ def _prompt(build, messages: list[dict[str, Any]]) -> Prompt:
         return build(messages)
     except ValueError as exc:
         raise BadRequest(str(exc), param="messages") from None
+
+
+def _check_id_forms(chat: ChatRequest) -> None:
+    """Conversation and reply ids are grok.com's UUIDs: anything else is the client's mistake,
+    refused before any account is used (grok.com would only answer with an error of its own)."""
+    for param, value in (
+        ("conversation_id", chat.conversation_id),
+        ("parent_message_id", chat.parent_message_id),
+    ):
+        if value is not None and not _UUID.match(value):
+            raise BadRequest(
+                f"{param} must be a UUID as grokproxy returned it (8-4-4-4-12 hex digits)",
+                param=param,
+            )
 
 
 def _conversation_of(caller: Caller, conversation_id: str | None) -> Conversation | None:
@@ -323,7 +356,7 @@ def _may_fail_over(caller: Caller, conversation: Conversation | None, exc: Excep
     """Only pool callers on new conversations move to another account."""
     if caller.kind != "pool" or conversation is not None:
         return False
-    return not isinstance(exc, grok_errors.ConversationNotFound)
+    return not isinstance(exc, grok_errors.ConversationNotFound | grok_errors.InvalidRequest)
 
 
 def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> None:
@@ -340,6 +373,9 @@ def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> None:
         pool.mark_invalid(attempt.account_id, reason)
     elif isinstance(exc, grok_errors.UpstreamBroken):
         pool.record_failure(attempt.account_id, reason)
+    elif isinstance(exc, grok_errors.InvalidRequest | grok_errors.ConversationNotFound):
+        # The client asked for something that is not there: nothing about the account.
+        log.info("grok.com refused the request on account %s: %s", attempt.account_id, exc.kind)
     else:
         log.warning("grok.com refused a request on account %s: %s", attempt.account_id, reason)
 
@@ -377,6 +413,17 @@ def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:
             code="conversation_not_found",
             param="conversation_id",
         )
+    if isinstance(exc, grok_errors.UpstreamTimeout):
+        return UpstreamTimedOut(f"grok.com did not answer in time: {exc.message}")
+    if isinstance(exc, grok_errors.ParentNotFound):
+        return BadRequest(
+            "parent_message_id names no reply of this conversation: use a message_id grokproxy "
+            "returned for it, or leave it out to continue below the last reply",
+            code="parent_not_found",
+            param="parent_message_id",
+        )
+    if isinstance(exc, grok_errors.InvalidRequest):
+        return BadRequest(f"grok.com refused the request: {exc.message}", code="invalid_request")
     if isinstance(exc, grok_errors.CloudflareChallenge):
         return UpstreamFailed(
             "grok.com blocked the request with a Cloudflare challenge: use a residential "

@@ -11,6 +11,7 @@ import queue
 import re
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .errors import (
     GrokError,
     InvalidCredentials,
     UpstreamBroken,
+    UpstreamTimeout,
     classify_error_object,
     classify_http_error,
     looks_like_cloudflare,
@@ -111,6 +113,8 @@ class ChatTurn:
     attachments: Sequence[tuple[bytes, str]] = ()  # (data, mime type) uploaded for this turn
     conversation_id: str | None = None  # continue this conversation ...
     parent_response_id: str | None = None  # ... below this reply
+    # time.monotonic() instant past which no attempt of this request may wait for grok.com.
+    deadline: float | None = None
 
 
 class Reply(Protocol):
@@ -137,8 +141,17 @@ _USER_IDS_KEPT = 4096
 class UpstreamReply:
     """An open HTTP chat stream from grok.com: iterate batches(), close() to hang up."""
 
-    def __init__(self, response: UpstreamResponse):
+    def __init__(
+        self,
+        response: UpstreamResponse,
+        *,
+        first_byte_by: float | None = None,
+        idle_timeout: float | None = None,
+    ):
         self._response = response
+        # time.monotonic() instant by which the reply's first body byte must have come.
+        self._first_byte_by = first_byte_by
+        self._idle_timeout = idle_timeout
 
     @property
     def closed(self) -> bool:
@@ -151,17 +164,17 @@ class UpstreamReply:
 
     def batches(self, heartbeat: float | None = None) -> Iterator[list[GrokEvent] | Heartbeat]:
         """Parsed events grouped by what arrived together; with `heartbeat`, a Heartbeat
-        whenever upstream is silent that long.
+        whenever upstream is silent that long once the reply has begun.
 
         A relay writes one batch with one write, so a busy server makes fewer, larger writes
-        instead of falling behind. In-band errors and truncation raise GrokError (after the
-        events before them). Closing the generator (GeneratorExit, e.g. the HTTP client hung
-        up) closes the upstream connection.
+        instead of falling behind. In-band errors, truncation and timeouts (no first byte in
+        time, or silence past the idle timeout) raise GrokError (after the events before them).
+        Closing the generator (GeneratorExit, e.g. the HTTP client hung up) closes the upstream
+        connection.
         """
         parser = FrameParser()
         try:
-            chunks = self._response.iter_chunks() if heartbeat is None else self._relay(heartbeat)
-            for chunk in chunks:
+            for chunk in self._relay(heartbeat):
                 if chunk is _HEARTBEAT:
                     yield Heartbeat()
                     continue
@@ -182,10 +195,12 @@ class UpstreamReply:
         finally:
             self.close()
 
-    def _relay(self, heartbeat: float) -> Iterator[Any]:
-        """Chunks read on a helper thread, so a silent upstream never blocks past `heartbeat`.
+    def _relay(self, heartbeat: float | None) -> Iterator[Any]:
+        """Chunks read on a helper thread, so a silent upstream never blocks past a heartbeat
+        or a timeout. Whatever queued up while the consumer was busy comes out joined.
 
-        Whatever queued up while the consumer was busy comes out joined, as one chunk.
+        Before the first byte no heartbeat is made: until grok.com answers, the attempt can
+        still fail over, and a keep-alive would commit the client's answer to this account.
         """
         chunks: queue.Queue[Any] = queue.Queue()
 
@@ -199,12 +214,38 @@ class UpstreamReply:
                 chunks.put(_EOF)
 
         threading.Thread(target=reader, name="grok-stream-reader", daemon=True).start()
+        started = False
+        last_heard = last_beat = time.monotonic()
         while True:
+            now = time.monotonic()
+            if not started:
+                wait = None if self._first_byte_by is None else self._first_byte_by - now
+            else:
+                limits = []
+                if self._idle_timeout is not None:
+                    limits.append(last_heard + self._idle_timeout - now)
+                if heartbeat is not None:
+                    limits.append(max(last_heard, last_beat) + heartbeat - now)
+                wait = min(limits) if limits else None
             try:
-                items = [chunks.get(timeout=heartbeat)]
+                items = [chunks.get(timeout=None if wait is None else max(0.0, wait))]
             except queue.Empty:
+                now = time.monotonic()
+                if not started:
+                    self.close()
+                    raise UpstreamTimeout(
+                        "grok.com accepted the chat turn but sent no reply in time"
+                    ) from None
+                if self._idle_timeout is not None and now - last_heard >= self._idle_timeout:
+                    self.close()
+                    raise UpstreamTimeout(
+                        f"grok.com sent nothing for {self._idle_timeout:g} s mid-reply"
+                    ) from None
+                last_beat = now
                 yield _HEARTBEAT
                 continue
+            started = True
+            last_heard = time.monotonic()
             with contextlib.suppress(queue.Empty):
                 while True:
                     items.append(chunks.get_nowait())
@@ -256,7 +297,7 @@ class GrokClient:
                 file_ids=file_ids,
                 parent_response_id=turn.parent_response_id,
             )
-            return self.open_chat(token, body, turn.conversation_id)
+            return self.open_chat(token, body, turn.conversation_id, deadline=turn.deadline)
         if turn.conversation_id is not None and not _CONVERSATION_ID.match(turn.conversation_id):
             raise ValueError("conversation id has unexpected characters")
         user_id = turn.user_id or self.user_id_of(token)
@@ -273,7 +314,7 @@ class GrokClient:
         )
         proxy = self.transport.proxies.next()
         try:
-            return gateway.open_turn(settings, proxy, gateway_turn)
+            return gateway.open_turn(settings, proxy, gateway_turn, deadline=turn.deadline)
         except Blocked:
             self.transport.penalize_proxy(proxy)
             raise
@@ -299,9 +340,18 @@ class GrokClient:
         return user_id
 
     def open_chat(
-        self, token: str, body: dict[str, Any], conversation_id: str | None = None
+        self,
+        token: str,
+        body: dict[str, Any],
+        conversation_id: str | None = None,
+        *,
+        deadline: float | None = None,
     ) -> UpstreamReply:
-        """POST a chat turn (new conversation, or a continuation) and return the open stream."""
+        """POST a chat turn (new conversation, or a continuation) and return the open stream.
+
+        Its headers and its first body byte must each come within UPSTREAM_FIRST_BYTE_TIMEOUT
+        of sending (and before `deadline`); then UPSTREAM_READ_TIMEOUT of silence ends it.
+        """
         token = _clean_token(token)
         if conversation_id is None:
             path, referer = "/rest/app-chat/conversations/new", "/"
@@ -311,11 +361,19 @@ class GrokClient:
             path = f"/rest/app-chat/conversations/{quote(conversation_id)}/responses"
             referer = f"/c/{quote(conversation_id)}"
         headers = build_headers(self.settings, token, referer_path=referer)
-        response = self._send("POST", self.settings.base_url + path, headers, json=body)
+        sent = time.monotonic()
+        response = self._send(
+            "POST", self.settings.base_url + path, headers, json=body, deadline=deadline
+        )
         if "text/html" in response.content_type.lower():
             # A 200 HTML page is a challenge/interstitial, never a chat stream.
             self._raise_for(response, force=True)
-        return UpstreamReply(response)
+        first_byte_by = sent + self.settings.first_byte_timeout
+        if deadline is not None:
+            first_byte_by = min(first_byte_by, deadline)
+        return UpstreamReply(
+            response, first_byte_by=first_byte_by, idle_timeout=self.settings.read_timeout
+        )
 
     # ---- account -----------------------------------------------------------------------------
 
@@ -478,7 +536,7 @@ class GrokClient:
                     allow_redirects=False,
                 )
             except Exception as exc:
-                raise ImageDownloadError(f"could not fetch image: {type(exc).__name__}") from exc
+                raise ImageDownloadError(f"could not fetch image ({_failure(exc)})") from exc
             with resp:
                 if resp.is_redirect and resp.headers.get("location"):
                     url = urljoin(url, resp.headers["location"])
@@ -497,7 +555,7 @@ class GrokClient:
                 except ImageDownloadError:
                     raise
                 except Exception as exc:
-                    raise ImageDownloadError(f"image download broke: {type(exc).__name__}") from exc
+                    raise ImageDownloadError(f"image download broke ({_failure(exc)})") from exc
                 content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower()
                 if not content_type.startswith("image/"):
                     if not bytes(data[:12]).startswith(_IMAGE_MAGIC):
@@ -515,8 +573,11 @@ class GrokClient:
         headers: dict[str, str],
         json: Any = None,
         timeout: tuple[float, float] | None = None,
+        deadline: float | None = None,
     ) -> UpstreamResponse:
-        response = self.transport.request(method, url, headers=headers, json=json, timeout=timeout)
+        response = self.transport.request(
+            method, url, headers=headers, json=json, timeout=timeout, deadline=deadline
+        )
         if not 200 <= response.status < 300:
             self._raise_for(response)
         return response
@@ -574,6 +635,11 @@ class GrokClient:
             return json.loads(text)
         except ValueError as exc:
             raise UpstreamBroken(f"grok.com {path} answer is not JSON") from exc
+
+
+def _failure(exc: Exception) -> str:
+    # A client reads this: what went wrong, never the library's class or the address it tried.
+    return "timed out" if "timeout" in type(exc).__name__.lower() else "connection failed"
 
 
 def _clean_token(token: str) -> str:
