@@ -252,6 +252,21 @@ VARIABLES: tuple[Variable, ...] = (
         "byte reaches the client).",
     ),
     Variable(
+        "MAX_CONCURRENT_CHATS",
+        0,
+        parse_non_negative_int,
+        "Chats one worker process runs at once; over it a chat is answered 503 `server_busy` "
+        "with Retry-After at once, so health checks and the admin API always find a free "
+        "thread. 0: the worker's threads (GUNICORN_THREADS) minus a few (120 of 128).",
+    ),
+    Variable(
+        "MAX_CONCURRENT_PER_KEY",
+        64,
+        parse_non_negative_int,
+        "Chats one caller (API key, user key or SSO token) runs at once across every worker of "
+        "the host; over it a 429 `too_many_concurrent_requests`. 0: no limit.",
+    ),
+    Variable(
         "COOLDOWN_SECONDS",
         900,
         parse_positive_int,

@@ -45,6 +45,7 @@ from .grok.events import (
     ReplyStarted,
     UserTurn,
 )
+from .limits import ChatSlot, claim_chat
 from .logs import note_served
 from .models import Conversation, utcnow
 from .openai import ImageInput, Prompt, flatten_messages, last_user_message
@@ -86,6 +87,12 @@ class OpenedReply:
     conversation_id: str | None = None
     response_id: str | None = None
     outcome: Outcome = field(default_factory=Outcome)
+    slot: ChatSlot | None = field(default=None, repr=False)  # held until the stream ends
+
+    def release_slot(self) -> None:
+        """Free the chat's concurrency slot (idempotent)."""
+        if self.slot is not None:
+            self.slot.release()
 
     def batches(self) -> Iterator[list[GrokEvent | Heartbeat] | Heartbeat]:
         """The reply in batches of events that arrived together, the pre-read ones first."""
@@ -150,6 +157,7 @@ def relay_stream(opened: OpenedReply) -> Iterator[list[GrokEvent] | _KeepAlive |
         finally:
             # Also reached on GeneratorExit when the client hangs up: close upstream at once.
             opened.reply.close()
+            opened.release_slot()
 
     return items()
 
@@ -167,7 +175,27 @@ class Attempt:
 def open_reply(
     caller: Caller, chat: ChatRequest, spec: ModelSpec, *, read_all: bool
 ) -> OpenedReply:
-    """Open a chat turn upstream, failing over between pool accounts before the first byte."""
+    """Open a chat turn upstream, failing over between pool accounts before the first byte.
+
+    The chat holds a concurrency slot (limits.claim_chat: 429 or 503 when none is free) until
+    a streamed reply ends (relay_stream, finish_reply), or until a whole reply has been read.
+    """
+    slot = claim_chat(caller.owner)
+    try:
+        opened = _open_reply(caller, chat, spec, read_all=read_all)
+    except BaseException:
+        slot.release()
+        raise
+    if read_all:
+        slot.release()  # upstream is done: what is left is building the JSON answer
+    else:
+        opened.slot = slot
+    return opened
+
+
+def _open_reply(
+    caller: Caller, chat: ChatRequest, spec: ModelSpec, *, read_all: bool
+) -> OpenedReply:
     if caller.kind == "user" and caller.account_id is None:
         # Checked first: deleting the account also deleted the conversations it held.
         raise NoAccount(USER_ACCOUNT_REMOVED)
@@ -494,6 +522,7 @@ def _record_conversation(
 
 def finish_reply(app, opened: OpenedReply, mode: str) -> None:
     """After the stream: record a mid-stream failure and the final reply id (short transactions)."""
+    opened.release_slot()
     with app.app_context():
         try:
             _record_outcome(opened, opened.outcome, mode)

@@ -4,9 +4,13 @@ and never every thread of a worker."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
+import requests
+
+from grokproxy.limits import automatic_chat_limit
 
 from conftest import POOL_KEY, error_of, sso_jwt
 
@@ -69,3 +73,84 @@ def test_the_old_timeout_names_keep_working(make_app):
     assert (settings.connect_timeout, settings.read_timeout) == (3, 7)
     assert settings.first_byte_timeout == 15.0
     assert app.config["UPSTREAM_TOTAL_TIMEOUT"] == 40.0
+
+
+def test_the_automatic_chat_limit_leaves_threads_for_other_routes():
+    assert automatic_chat_limit({"GUNICORN_THREADS": "128"}) == 120
+    assert automatic_chat_limit({}) == 120
+    assert automatic_chat_limit({"GUNICORN_THREADS": "4"}) == 3
+    assert automatic_chat_limit({"GUNICORN_THREADS": "1"}) == 1
+
+
+def test_chats_over_the_worker_limit_get_a_quick_503_and_health_still_answers(live, emu):
+    _, url = live(ACCOUNTS, MAX_CONCURRENT_CHATS=2, MAX_CONCURRENT_PER_KEY=0)
+    emu.configure(first_byte_delay=3)
+    answers: list[requests.Response] = []
+
+    def chat() -> None:
+        answers.append(
+            requests.post(f"{url}/v1/chat/completions", json=ask(), headers=POOL, timeout=30)
+        )
+
+    holders = [threading.Thread(target=chat) for _ in range(2)]
+    for thread in holders:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(emu.chat_turns()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    refused = requests.post(f"{url}/v1/chat/completions", json=ask(), headers=POOL, timeout=5)
+    assert time.monotonic() - started < 1.0
+    error = error_of_response(refused, 503)
+    assert error["code"] == "server_busy" and refused.headers["Retry-After"] == "2"
+    assert requests.get(f"{url}/healthz", timeout=1).status_code == 200
+    for thread in holders:
+        thread.join()
+    assert [a.status_code for a in answers] == [200, 200]
+    # The slots came back: a new chat runs.
+    emu.configure(first_byte_delay=0)
+    ok = requests.post(f"{url}/v1/chat/completions", json=ask(), headers=POOL, timeout=10)
+    assert ok.status_code == 200
+
+
+def error_of_response(response: requests.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    return response.json()["error"]
+
+
+def test_a_callers_chats_are_bounded_across_processes_with_a_429(make_gateway, emu, repo_root):
+    import subprocess
+    import sys
+
+    from grokproxy import limits
+
+    gateway = make_gateway(ACCOUNTS[:1], MAX_CONCURRENT_PER_KEY=1)
+    with gateway.app.test_request_context():
+        _, directory = limits._state(gateway.app)
+    owner = "key:" + gateway.app.extensions["grokproxy.secrets"].digest(POOL_KEY)[:40]
+    # Another worker of the same host holds this caller's only slot.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from grokproxy.limits import _lock_one; "
+            "fd = _lock_one(sys.argv[1], sys.argv[2], 1); print(fd is not None, flush=True); "
+            "time.sleep(30)",
+            directory,
+            owner,
+        ],
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        error = error_of(gateway.chat(POOL_KEY, ask(), 429), 429)
+        assert error["code"] == "too_many_concurrent_requests"
+        assert len(emu.chat_turns()) == 0, "a refused chat never reaches grok.com"
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel dropped the dead holder's lock: the caller's chat runs again.
+    gateway.chat(POOL_KEY, ask())
