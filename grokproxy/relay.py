@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import Executable, insert, select, update
 
 from . import pool
 from .auth import Caller
@@ -31,6 +33,7 @@ from .errors import (
     NotFound,
     UpstreamFailed,
     UpstreamTimedOut,
+    database_unavailable,
 )
 from .errors import RateLimited as RateLimitedAnswer
 from .extensions import db, write_transaction
@@ -60,6 +63,7 @@ conversations = Conversation.__table__
 _PREAMBLE = (ConversationStarted, UserTurn, ReplyStarted)
 RATE_LIMIT_PROBE_TIMEOUT = 5.0
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_UNRECORDED = 10_000  # conversation writes kept through a database outage
 _UUID = re.compile(r"\A[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
 USER_ACCOUNT_REMOVED = (
     "your grok account was removed from the gateway; ask the operator to log you in again"
@@ -515,9 +519,59 @@ def _record_conversation(
         )
     else:
         return
-    # Core, on a connection of its own: the ORM's unit of work cost more than the write itself.
-    with write_transaction() as conn:
-        conn.execute(statement)
+    _write_bookkeeping(statement, opened)
+
+
+# Conversation writes that failed while grok.com's reply was already there: the reply is
+# delivered anyway, and these are written by the next request that reaches the database. They
+# live in this process only; a restart loses them, which its log line says.
+_unrecorded: deque[tuple[Executable, str]] = deque(maxlen=MAX_UNRECORDED)
+_unrecorded_lock = threading.Lock()
+
+
+def _write_bookkeeping(statement: Executable, opened: OpenedReply) -> None:
+    """Write a conversation record; when the database fails, keep it for later and go on: the
+    finished reply matters more than its bookkeeping."""
+    what = f"conversation {opened.conversation_id} on account {opened.account_id}"
+    try:
+        _flush_unrecorded()
+        # Core, on its own connection: the ORM's unit of work cost more than the write itself.
+        with write_transaction() as conn:
+            conn.execute(statement)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            log.exception("could not record %s; the reply is delivered unrecorded", what)
+            return
+        with _unrecorded_lock:
+            if len(_unrecorded) == _unrecorded.maxlen:
+                log.error("lost bookkeeping: %s dropped (queue full)", _unrecorded[0][1])
+            _unrecorded.append((statement, what))
+        log.warning(
+            "database unavailable (%s): %s is recorded once it is back; the reply is delivered",
+            type(exc).__name__,
+            what,
+        )
+
+
+def _flush_unrecorded() -> None:
+    """Write what an outage left unrecorded (oldest first); stops at the first failure."""
+    while True:
+        with _unrecorded_lock:
+            if not _unrecorded:
+                return
+            statement, what = _unrecorded[0]
+        try:
+            with write_transaction() as conn:
+                conn.execute(statement)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            log.error("lost bookkeeping: %s could not be recorded after the outage", what)
+        else:
+            log.info("recorded %s after the database came back", what)
+        with _unrecorded_lock:
+            if _unrecorded and _unrecorded[0][1] == what:
+                _unrecorded.popleft()
 
 
 def finish_reply(app, opened: OpenedReply, mode: str) -> None:
@@ -533,12 +587,13 @@ def finish_reply(app, opened: OpenedReply, mode: str) -> None:
 
 def _record_outcome(opened: OpenedReply, outcome: Outcome, mode: str) -> None:
     """A mid-stream failure counts against the account; a new reply id becomes the parent."""
+    if outcome.response_id and opened.conversation_id and outcome.response_id != opened.response_id:
+        # First: the next turn's parent matters more than the account's failure count.
+        _write_bookkeeping(
+            update(conversations)
+            .where(conversations.c.conversation_id == opened.conversation_id)
+            .values(last_response_id=outcome.response_id, updated_at=utcnow()),
+            opened,
+        )
     if outcome.error is not None:
         _report(Attempt(opened.token, opened.account_id, ""), outcome.error, mode)
-    if outcome.response_id and opened.conversation_id and outcome.response_id != opened.response_id:
-        with write_transaction() as conn:
-            conn.execute(
-                update(conversations)
-                .where(conversations.c.conversation_id == opened.conversation_id)
-                .values(last_response_id=outcome.response_id, updated_at=utcnow())
-            )
