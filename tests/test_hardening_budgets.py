@@ -12,7 +12,7 @@ import requests
 
 from grokproxy.limits import automatic_chat_limit
 
-from conftest import POOL_KEY, error_of, sso_jwt
+from conftest import ADMIN_PASSWORD, POOL_KEY, error_of, sso_jwt
 
 ACCOUNTS = [sso_jwt(f"emu-budget-account-{i:04d}") for i in range(3)]
 POOL = {"Authorization": f"Bearer {POOL_KEY}"}
@@ -104,6 +104,8 @@ def test_chats_over_the_worker_limit_get_a_quick_503_and_health_still_answers(li
     error = error_of_response(refused, 503)
     assert error["code"] == "server_busy" and refused.headers["Retry-After"] == "2"
     assert requests.get(f"{url}/healthz", timeout=1).status_code == 200
+    admin = {"Authorization": f"Bearer {ADMIN_PASSWORD}"}
+    assert requests.get(f"{url}/api/get-grok-list", headers=admin, timeout=1).status_code == 200
     for thread in holders:
         thread.join()
     assert [a.status_code for a in answers] == [200, 200]
