@@ -284,7 +284,9 @@ class GrokClient:
         """
         token = _clean_token(turn.token)
         file_ids = [
-            self.upload_file(token, f"image-{i + 1}.{mime.split('/')[-1]}", mime, data)
+            self.upload_file(
+                token, f"image-{i + 1}.{mime.split('/')[-1]}", mime, data, deadline=turn.deadline
+            )
             for i, (data, mime) in enumerate(turn.attachments)
         ]
         settings = self.settings
@@ -300,7 +302,7 @@ class GrokClient:
             return self.open_chat(token, body, turn.conversation_id, deadline=turn.deadline)
         if turn.conversation_id is not None and not _CONVERSATION_ID.match(turn.conversation_id):
             raise ValueError("conversation id has unexpected characters")
-        user_id = turn.user_id or self.user_id_of(token)
+        user_id = turn.user_id or self.user_id_of(token, deadline=turn.deadline)
         gateway_turn = gateway.GatewayTurn(
             token=token,
             user_id=user_id,
@@ -322,7 +324,7 @@ class GrokClient:
             self.transport.proxies.penalize(proxy, NETWORK_PENALTY_SECONDS)
             raise
 
-    def user_id_of(self, token: str) -> str:
+    def user_id_of(self, token: str, *, deadline: float | None = None) -> str:
         """The grok userId of a token (the gateway needs it), remembered per process."""
         key = hashlib.sha256(token.encode()).hexdigest()
         with self._user_ids_lock:
@@ -330,7 +332,7 @@ class GrokClient:
             if known is not None:
                 self._user_ids.move_to_end(key)
                 return known
-        user_id = self.auth_session(token).user_id
+        user_id = self.auth_session(token, deadline=deadline).user_id
         if not user_id:
             raise UpstreamBroken("grok.com's auth session did not name the account's user id")
         with self._user_ids_lock:
@@ -377,11 +379,11 @@ class GrokClient:
 
     # ---- account -----------------------------------------------------------------------------
 
-    def auth_session(self, token: str) -> AccountIdentity:
+    def auth_session(self, token: str, *, deadline: float | None = None) -> AccountIdentity:
         """The account behind a token (GET /api/auth/session); dead tokens raise."""
         token = _clean_token(token)
         headers = build_headers(self.settings, token, json_body=False, accept="application/json")
-        data = self._json("GET", "/api/auth/session", headers)
+        data = self._json("GET", "/api/auth/session", headers, deadline=deadline)
         if not isinstance(data, dict):
             raise UpstreamBroken("grok.com auth session answer is not a JSON object")
         status = str(data.get("status") or "").lower()
@@ -424,7 +426,9 @@ class GrokClient:
             raise UpstreamBroken("grok.com rate-limits answer has no quota fields")
         return Quota(remaining, total, window, wait_seconds)
 
-    def upload_file(self, token: str, filename: str, mime: str, data: bytes) -> str:
+    def upload_file(
+        self, token: str, filename: str, mime: str, data: bytes, *, deadline: float | None = None
+    ) -> str:
         """Upload a file and return its fileMetadataId (multipart v2 route, old JSON one on 404).
 
         A 404 or 5xx from the upload routes is grok.com's failure, never "not found" to our
@@ -438,7 +442,7 @@ class GrokClient:
         headers["Content-Type"] = content_type
         path = "/http/upload-file-v2/direct"
         response = self.transport.request(
-            "POST", self.settings.base_url + path, headers=headers, data=body
+            "POST", self.settings.base_url + path, headers=headers, data=body, deadline=deadline
         )
         if response.status == 404:
             # The v2 route is not deployed for this account/region: use the JSON route.
@@ -451,7 +455,11 @@ class GrokClient:
                 "content": base64.b64encode(data).decode("ascii"),
             }
             response = self.transport.request(
-                "POST", self.settings.base_url + path, headers=headers, json=legacy
+                "POST",
+                self.settings.base_url + path,
+                headers=headers,
+                json=legacy,
+                deadline=deadline,
             )
         if not 200 <= response.status < 300:
             try:
@@ -617,9 +625,15 @@ class GrokClient:
         headers: dict[str, str],
         body: Any = None,
         timeout: tuple[float, float] | None = None,
+        deadline: float | None = None,
     ) -> Any:
         response = self._send(
-            method, self.settings.base_url + path, headers, json=body, timeout=timeout
+            method,
+            self.settings.base_url + path,
+            headers,
+            json=body,
+            timeout=timeout,
+            deadline=deadline,
         )
         try:
             text = response.text(_JSON_BODY_LIMIT)
