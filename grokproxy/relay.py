@@ -248,10 +248,16 @@ def _open_reply(
                 parent_response_id=parent,
                 deadline=deadline,
             )
+            # An attempt that started with less than a first-byte window left was cut short by
+            # the request's budget: its timeout says nothing about the account.
+            cut_short = deadline - time.monotonic() < float(config["UPSTREAM_FIRST_BYTE_TIMEOUT"])
             opened = _try(attempt, turn, prompt, heartbeat, read_all)
         except grok_errors.GrokError as exc:
             last_error = exc
-            _report(attempt, exc, spec.mode)
+            if cut_short and isinstance(exc, grok_errors.UpstreamTimeout):
+                log.info("attempt on account %s ran out of budget", attempt.account_id)
+            else:
+                _report(attempt, exc, spec.mode)
             if not _may_fail_over(caller, conversation, exc):
                 raise answer_for(exc, attempt.who) from None
             log.info(

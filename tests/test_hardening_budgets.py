@@ -47,6 +47,8 @@ def test_failover_stops_when_the_budget_is_spent(make_gateway, emu):
     gateway.chat(POOL_KEY, ask(), 504)
     # The second attempt got the 0.5 s left; no third account was asked.
     assert len(emu.chat_turns()) == 2
+    # Only the account that had a whole first-byte window is counted as failing.
+    assert sorted(account["fail_count"] for account in gateway.accounts()) == [0, 0, 1]
 
 
 def test_a_reply_that_flows_outlives_the_total_budget(make_gateway, emu):
