@@ -32,7 +32,12 @@ worker_class = "gthread"
 workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1, least=1)
 # Each open stream holds a thread: workers x threads is the number of concurrent streams.
 threads = _int("GUNICORN_THREADS", 128, least=1)
-worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000, least=1)
+# A gthread worker accepts while it holds fewer connections than this, and queues what its
+# threads cannot take yet. At 1000 the first worker to wake took most of a burst and made
+# streams wait for its threads while other workers idled; a little above `threads` leaves the
+# rest in the shared listen backlog for whichever worker has a thread free (docs/benchmarks.md).
+# The margin is for kept-alive connections (gthread keeps at most this minus `threads`).
+worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", threads + 8, least=1)
 timeout = _int("GUNICORN_TIMEOUT", 120)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 75)

@@ -266,6 +266,21 @@ VARIABLES: tuple[Variable, ...] = (
         "byte reaches the client).",
     ),
     Variable(
+        "MAX_CONCURRENT_CHATS",
+        0,
+        parse_non_negative_int,
+        "Chats one worker process runs at once; over it a chat is answered 503 `server_busy` "
+        "with Retry-After at once, so health checks and the admin API always find a free "
+        "thread. 0: the worker's threads (GUNICORN_THREADS) minus a few (120 of 128).",
+    ),
+    Variable(
+        "MAX_CONCURRENT_PER_KEY",
+        64,
+        parse_non_negative_int,
+        "Chats one caller (API key, user key or SSO token) runs at once across every worker of "
+        "the host; over it a 429 `too_many_concurrent_requests`. 0: no limit.",
+    ),
+    Variable(
         "COOLDOWN_SECONDS",
         900,
         parse_positive_int,
@@ -293,10 +308,25 @@ VARIABLES: tuple[Variable, ...] = (
         "UPSTREAM_CONNECT_TIMEOUT", 10.0, parse_positive_float, "Seconds to connect to grok.com."
     ),
     Variable(
+        "UPSTREAM_FIRST_BYTE_TIMEOUT",
+        15.0,
+        parse_positive_float,
+        "Seconds from sending a chat turn (or any request) to grok.com's first byte of answer; "
+        "past it the attempt fails and the next account is tried while the budget lasts.",
+    ),
+    Variable(
         "UPSTREAM_READ_TIMEOUT",
         120.0,
         parse_positive_float,
-        "Seconds grok.com may stay silent before the request fails.",
+        "Seconds grok.com may stay silent once its answer flows (the idle timeout; keep-alives "
+        "reach a streaming client meanwhile).",
+    ),
+    Variable(
+        "UPSTREAM_TOTAL_TIMEOUT",
+        40.0,
+        parse_positive_float,
+        "Seconds one chat request may spend on every attempt together until grok.com's answer "
+        "starts; past it the answer is 504 `upstream_timeout`.",
     ),
     Variable(
         "TOKEN_CHECK_CONCURRENCY",

@@ -32,6 +32,7 @@ HTTP_TYPES = {
     429: "rate_limit_error",
     502: "upstream_error",
     503: "no_available_account",
+    504: "upstream_error",
 }
 
 # Seconds a client should wait before retrying while the database is unreachable.
@@ -136,6 +137,14 @@ class UpstreamFailed(APIError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+
+
+class UpstreamTimedOut(APIError):
+    """504: grok.com did not answer within the request's time budget."""
+
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
 
 
 class NoAccount(APIError):

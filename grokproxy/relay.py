@@ -11,17 +11,31 @@ WebSocket gateway) is the grok adapter's business: this module only opens a `Cha
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import Executable, insert, select, update
 
 from . import chat_history, pool
 from .auth import Caller
+from .concurrency import ChatSlot, claim_chat
 from .crypto import preview
-from .errors import APIError, BadRequest, Forbidden, NoAccount, NotFound, UpstreamFailed
+from .errors import (
+    APIError,
+    BadRequest,
+    Forbidden,
+    NoAccount,
+    NotFound,
+    UpstreamFailed,
+    UpstreamTimedOut,
+    database_unavailable,
+)
 from .errors import RateLimited as RateLimitedAnswer
 from .extensions import db, write_transaction
 from .grok import errors as grok_errors
@@ -50,6 +64,8 @@ conversations = Conversation.__table__
 _PREAMBLE = (ConversationStarted, UserTurn, ReplyStarted)
 RATE_LIMIT_PROBE_TIMEOUT = 5.0
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_UNRECORDED = 10_000  # conversation writes kept through a database outage
+_UUID = re.compile(r"\A[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
 USER_ACCOUNT_REMOVED = (
     "your grok account was removed from the gateway; ask the operator to log you in again"
 )
@@ -77,6 +93,12 @@ class OpenedReply:
     conversation_id: str | None = None
     response_id: str | None = None
     outcome: Outcome = field(default_factory=Outcome)
+    slot: ChatSlot | None = field(default=None, repr=False)  # held until the stream ends
+
+    def release_slot(self) -> None:
+        """Free the chat's concurrency slot (idempotent)."""
+        if self.slot is not None:
+            self.slot.release()
 
     def batches(self) -> Iterator[list[GrokEvent | Heartbeat] | Heartbeat]:
         """The reply in batches of events that arrived together, the pre-read ones first."""
@@ -143,6 +165,7 @@ def relay_stream(opened: OpenedReply) -> Iterator[list[GrokEvent] | _KeepAlive |
         finally:
             # Also reached on GeneratorExit when the client hangs up: close upstream at once.
             opened.reply.close()
+            opened.release_slot()
 
     return items()
 
@@ -160,10 +183,31 @@ class Attempt:
 def open_reply(
     caller: Caller, chat: ChatRequest, spec: ModelSpec, *, read_all: bool
 ) -> OpenedReply:
-    """Open a chat turn upstream, failing over between pool accounts before the first byte."""
+    """Open a chat turn upstream, failing over between pool accounts before the first byte.
+
+    The chat holds a concurrency slot (concurrency.claim_chat: 429 or 503 when none is free) until
+    a streamed reply ends (relay_stream, finish_reply), or until a whole reply has been read.
+    """
+    slot = claim_chat(caller.owner)
+    try:
+        opened = _open_reply(caller, chat, spec, read_all=read_all)
+    except BaseException:
+        slot.release()
+        raise
+    if read_all:
+        slot.release()  # upstream is done: what is left is building the JSON answer
+    else:
+        opened.slot = slot
+    return opened
+
+
+def _open_reply(
+    caller: Caller, chat: ChatRequest, spec: ModelSpec, *, read_all: bool
+) -> OpenedReply:
     if caller.kind == "user" and caller.account_id is None:
         # Checked first: deleting the account also deleted the conversations it held.
         raise NoAccount(USER_ACCOUNT_REMOVED)
+    _check_id_forms(chat)
     conversation = _conversation_of(caller, chat.conversation_id)
     # End the read transaction of authentication and lookup: none stays open while grok.com is
     # called, and on SQLite a later write on that stale snapshot would fail ("database is
@@ -180,9 +224,15 @@ def open_reply(
     heartbeat = None if read_all else config["SSE_KEEPALIVE_SECONDS"]
     conversation_id = conversation.conversation_id if conversation else None
 
+    # One budget for every attempt until grok.com's answer starts (UPSTREAM_TOTAL_TIMEOUT).
+    budget = float(config["UPSTREAM_TOTAL_TIMEOUT"])
+    deadline = time.monotonic() + budget
     tried: list[int] = []
     last_error: grok_errors.GrokError | None = None
     for _ in range(config["MAX_ATTEMPTS"]):
+        if last_error is not None and time.monotonic() >= deadline:
+            log.info("time budget of %g s spent after %d attempts", budget, len(tried))
+            raise _final_answer(last_error, spec.mode, tried)
         try:
             attempt = _next_attempt(caller, spec, conversation, tried)
         except APIError as exhausted:
@@ -200,11 +250,18 @@ def open_reply(
                 attachments=attachments,
                 conversation_id=conversation_id,
                 parent_response_id=parent,
+                deadline=deadline,
             )
+            # An attempt that started with less than a first-byte window left was cut short by
+            # the request's budget: its timeout says nothing about the account.
+            cut_short = deadline - time.monotonic() < float(config["UPSTREAM_FIRST_BYTE_TIMEOUT"])
             opened = _try(attempt, turn, prompt, heartbeat, read_all)
         except grok_errors.GrokError as exc:
             last_error = exc
-            _report(attempt, exc, spec.mode)
+            if cut_short and isinstance(exc, grok_errors.UpstreamTimeout):
+                log.info("attempt on account %s ran out of budget", attempt.account_id)
+            else:
+                _report(attempt, exc, spec.mode)
             if not _may_fail_over(caller, conversation, exc):
                 raise answer_for(exc, attempt.who) from None
             log.info(
@@ -223,6 +280,20 @@ def _prompt(build, chat: ChatRequest) -> Prompt:
         return build(chat.messages, chat.tool_config)
     except ValueError as exc:
         raise BadRequest(str(exc), param="messages") from None
+
+
+def _check_id_forms(chat: ChatRequest) -> None:
+    """Conversation and reply ids are grok.com's UUIDs: anything else is the client's mistake,
+    refused before any account is used (grok.com would only answer with an error of its own)."""
+    for param, value in (
+        ("conversation_id", chat.conversation_id),
+        ("parent_message_id", chat.parent_message_id),
+    ):
+        if value is not None and not _UUID.match(value):
+            raise BadRequest(
+                f"{param} must be a UUID as grokproxy returned it (8-4-4-4-12 hex digits)",
+                param=param,
+            )
 
 
 def _conversation_of(caller: Caller, conversation_id: str | None) -> Conversation | None:
@@ -327,7 +398,7 @@ def _may_fail_over(caller: Caller, conversation: Conversation | None, exc: Excep
     """Only pool callers on new conversations move to another account."""
     if caller.kind != "pool" or conversation is not None:
         return False
-    return not isinstance(exc, grok_errors.ConversationNotFound)
+    return not isinstance(exc, grok_errors.ConversationNotFound | grok_errors.InvalidRequest)
 
 
 def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> None:
@@ -344,6 +415,9 @@ def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> None:
         pool.mark_invalid(attempt.account_id, reason)
     elif isinstance(exc, grok_errors.UpstreamBroken):
         pool.record_failure(attempt.account_id, reason)
+    elif isinstance(exc, grok_errors.InvalidRequest | grok_errors.ConversationNotFound):
+        # The client asked for something that is not there: nothing about the account.
+        log.info("grok.com refused the request on account %s: %s", attempt.account_id, exc.kind)
     else:
         log.warning("grok.com refused a request on account %s: %s", attempt.account_id, reason)
 
@@ -381,6 +455,17 @@ def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:
             code="conversation_not_found",
             param="conversation_id",
         )
+    if isinstance(exc, grok_errors.UpstreamTimeout):
+        return UpstreamTimedOut(f"grok.com did not answer in time: {exc.message}")
+    if isinstance(exc, grok_errors.ParentNotFound):
+        return BadRequest(
+            "parent_message_id names no reply of this conversation: use a message_id grokproxy "
+            "returned for it, or leave it out to continue below the last reply",
+            code="parent_not_found",
+            param="parent_message_id",
+        )
+    if isinstance(exc, grok_errors.InvalidRequest):
+        return BadRequest(f"grok.com refused the request: {exc.message}", code="invalid_request")
     if isinstance(exc, grok_errors.CloudflareChallenge):
         return UpstreamFailed(
             "grok.com blocked the request with a Cloudflare challenge: use a residential "
@@ -444,13 +529,64 @@ def _record_conversation(
         )
     else:
         return
-    # Core, on a connection of its own: the ORM's unit of work cost more than the write itself.
-    with write_transaction() as conn:
-        conn.execute(statement)
+    _write_bookkeeping(statement, opened)
+
+
+# Conversation writes that failed while grok.com's reply was already there: the reply is
+# delivered anyway, and these are written by the next request that reaches the database. They
+# live in this process only; a restart loses them, which its log line says.
+_unrecorded: deque[tuple[Executable, str]] = deque(maxlen=MAX_UNRECORDED)
+_unrecorded_lock = threading.Lock()
+
+
+def _write_bookkeeping(statement: Executable, opened: OpenedReply) -> None:
+    """Write a conversation record; when the database fails, keep it for later and go on: the
+    finished reply matters more than its bookkeeping."""
+    what = f"conversation {opened.conversation_id} on account {opened.account_id}"
+    try:
+        _flush_unrecorded()
+        # Core, on its own connection: the ORM's unit of work cost more than the write itself.
+        with write_transaction() as conn:
+            conn.execute(statement)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            log.exception("could not record %s; the reply is delivered unrecorded", what)
+            return
+        with _unrecorded_lock:
+            if len(_unrecorded) == _unrecorded.maxlen:
+                log.error("lost bookkeeping: %s dropped (queue full)", _unrecorded[0][1])
+            _unrecorded.append((statement, what))
+        log.warning(
+            "database unavailable (%s): %s is recorded once it is back; the reply is delivered",
+            type(exc).__name__,
+            what,
+        )
+
+
+def _flush_unrecorded() -> None:
+    """Write what an outage left unrecorded (oldest first); stops at the first failure."""
+    while True:
+        with _unrecorded_lock:
+            if not _unrecorded:
+                return
+            statement, what = _unrecorded[0]
+        try:
+            with write_transaction() as conn:
+                conn.execute(statement)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            log.error("lost bookkeeping: %s could not be recorded after the outage", what)
+        else:
+            log.info("recorded %s after the database came back", what)
+        with _unrecorded_lock:
+            if _unrecorded and _unrecorded[0][1] == what:
+                _unrecorded.popleft()
 
 
 def finish_reply(app, opened: OpenedReply, mode: str) -> None:
     """After the stream: record a mid-stream failure and the final reply id (short transactions)."""
+    opened.release_slot()
     with app.app_context():
         try:
             _record_outcome(opened, opened.outcome, mode)
@@ -461,14 +597,15 @@ def finish_reply(app, opened: OpenedReply, mode: str) -> None:
 
 def _record_outcome(opened: OpenedReply, outcome: Outcome, mode: str) -> None:
     """A mid-stream failure counts against the account; a new reply id becomes the parent."""
+    if outcome.response_id and opened.conversation_id and outcome.response_id != opened.response_id:
+        # First: the next turn's parent matters more than the account's failure count.
+        _write_bookkeeping(
+            update(conversations)
+            .where(conversations.c.conversation_id == opened.conversation_id)
+            .values(last_response_id=outcome.response_id, updated_at=utcnow()),
+            opened,
+        )
     if outcome.error is not None:
         _report(Attempt(opened.token, opened.account_id, ""), outcome.error, mode)
     if outcome.title and opened.conversation_id:
         chat_history.note_grok_title(opened.conversation_id, outcome.title)
-    if outcome.response_id and opened.conversation_id and outcome.response_id != opened.response_id:
-        with write_transaction() as conn:
-            conn.execute(
-                update(conversations)
-                .where(conversations.c.conversation_id == opened.conversation_id)
-                .values(last_response_id=outcome.response_id, updated_at=utcnow())
-            )

@@ -11,6 +11,7 @@ import queue
 import re
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .errors import (
     GrokError,
     InvalidCredentials,
     UpstreamBroken,
+    UpstreamTimeout,
     classify_error_object,
     classify_http_error,
     looks_like_cloudflare,
@@ -111,6 +113,8 @@ class ChatTurn:
     attachments: Sequence[tuple[bytes, str]] = ()  # (data, mime type) uploaded for this turn
     conversation_id: str | None = None  # continue this conversation ...
     parent_response_id: str | None = None  # ... below this reply
+    # time.monotonic() instant past which no attempt of this request may wait for grok.com.
+    deadline: float | None = None
 
 
 class Reply(Protocol):
@@ -137,8 +141,17 @@ _USER_IDS_KEPT = 4096
 class UpstreamReply:
     """An open HTTP chat stream from grok.com: iterate batches(), close() to hang up."""
 
-    def __init__(self, response: UpstreamResponse):
+    def __init__(
+        self,
+        response: UpstreamResponse,
+        *,
+        first_byte_by: float | None = None,
+        idle_timeout: float | None = None,
+    ):
         self._response = response
+        # time.monotonic() instant by which the reply's first body byte must have come.
+        self._first_byte_by = first_byte_by
+        self._idle_timeout = idle_timeout
 
     @property
     def closed(self) -> bool:
@@ -151,17 +164,17 @@ class UpstreamReply:
 
     def batches(self, heartbeat: float | None = None) -> Iterator[list[GrokEvent] | Heartbeat]:
         """Parsed events grouped by what arrived together; with `heartbeat`, a Heartbeat
-        whenever upstream is silent that long.
+        whenever upstream is silent that long once the reply has begun.
 
         A relay writes one batch with one write, so a busy server makes fewer, larger writes
-        instead of falling behind. In-band errors and truncation raise GrokError (after the
-        events before them). Closing the generator (GeneratorExit, e.g. the HTTP client hung
-        up) closes the upstream connection.
+        instead of falling behind. In-band errors, truncation and timeouts (no first byte in
+        time, or silence past the idle timeout) raise GrokError (after the events before them).
+        Closing the generator (GeneratorExit, e.g. the HTTP client hung up) closes the upstream
+        connection.
         """
         parser = FrameParser()
         try:
-            chunks = self._response.iter_chunks() if heartbeat is None else self._relay(heartbeat)
-            for chunk in chunks:
+            for chunk in self._relay(heartbeat):
                 if chunk is _HEARTBEAT:
                     yield Heartbeat()
                     continue
@@ -182,10 +195,12 @@ class UpstreamReply:
         finally:
             self.close()
 
-    def _relay(self, heartbeat: float) -> Iterator[Any]:
-        """Chunks read on a helper thread, so a silent upstream never blocks past `heartbeat`.
+    def _relay(self, heartbeat: float | None) -> Iterator[Any]:
+        """Chunks read on a helper thread, so a silent upstream never blocks past a heartbeat
+        or a timeout. Whatever queued up while the consumer was busy comes out joined.
 
-        Whatever queued up while the consumer was busy comes out joined, as one chunk.
+        Before the first byte no heartbeat is made: until grok.com answers, the attempt can
+        still fail over, and a keep-alive would commit the client's answer to this account.
         """
         chunks: queue.Queue[Any] = queue.Queue()
 
@@ -199,12 +214,38 @@ class UpstreamReply:
                 chunks.put(_EOF)
 
         threading.Thread(target=reader, name="grok-stream-reader", daemon=True).start()
+        started = False
+        last_heard = last_beat = time.monotonic()
         while True:
+            now = time.monotonic()
+            if not started:
+                wait = None if self._first_byte_by is None else self._first_byte_by - now
+            else:
+                limits = []
+                if self._idle_timeout is not None:
+                    limits.append(last_heard + self._idle_timeout - now)
+                if heartbeat is not None:
+                    limits.append(max(last_heard, last_beat) + heartbeat - now)
+                wait = min(limits) if limits else None
             try:
-                items = [chunks.get(timeout=heartbeat)]
+                items = [chunks.get(timeout=None if wait is None else max(0.0, wait))]
             except queue.Empty:
+                now = time.monotonic()
+                if not started:
+                    self.close()
+                    raise UpstreamTimeout(
+                        "grok.com accepted the chat turn but sent no reply in time"
+                    ) from None
+                if self._idle_timeout is not None and now - last_heard >= self._idle_timeout:
+                    self.close()
+                    raise UpstreamTimeout(
+                        f"grok.com sent nothing for {self._idle_timeout:g} s mid-reply"
+                    ) from None
+                last_beat = now
                 yield _HEARTBEAT
                 continue
+            started = True
+            last_heard = time.monotonic()
             with contextlib.suppress(queue.Empty):
                 while True:
                     items.append(chunks.get_nowait())
@@ -243,7 +284,9 @@ class GrokClient:
         """
         token = _clean_token(turn.token)
         file_ids = [
-            self.upload_file(token, f"image-{i + 1}.{mime.split('/')[-1]}", mime, data)
+            self.upload_file(
+                token, f"image-{i + 1}.{mime.split('/')[-1]}", mime, data, deadline=turn.deadline
+            )
             for i, (data, mime) in enumerate(turn.attachments)
         ]
         settings = self.settings
@@ -256,10 +299,10 @@ class GrokClient:
                 file_ids=file_ids,
                 parent_response_id=turn.parent_response_id,
             )
-            return self.open_chat(token, body, turn.conversation_id)
+            return self.open_chat(token, body, turn.conversation_id, deadline=turn.deadline)
         if turn.conversation_id is not None and not _CONVERSATION_ID.match(turn.conversation_id):
             raise ValueError("conversation id has unexpected characters")
-        user_id = turn.user_id or self.user_id_of(token)
+        user_id = turn.user_id or self.user_id_of(token, deadline=turn.deadline)
         gateway_turn = gateway.GatewayTurn(
             token=token,
             user_id=user_id,
@@ -273,7 +316,7 @@ class GrokClient:
         )
         proxy = self.transport.proxies.next()
         try:
-            return gateway.open_turn(settings, proxy, gateway_turn)
+            return gateway.open_turn(settings, proxy, gateway_turn, deadline=turn.deadline)
         except Blocked:
             self.transport.penalize_proxy(proxy)
             raise
@@ -281,7 +324,7 @@ class GrokClient:
             self.transport.proxies.penalize(proxy, NETWORK_PENALTY_SECONDS)
             raise
 
-    def user_id_of(self, token: str) -> str:
+    def user_id_of(self, token: str, *, deadline: float | None = None) -> str:
         """The grok userId of a token (the gateway needs it), remembered per process."""
         key = hashlib.sha256(token.encode()).hexdigest()
         with self._user_ids_lock:
@@ -289,7 +332,7 @@ class GrokClient:
             if known is not None:
                 self._user_ids.move_to_end(key)
                 return known
-        user_id = self.auth_session(token).user_id
+        user_id = self.auth_session(token, deadline=deadline).user_id
         if not user_id:
             raise UpstreamBroken("grok.com's auth session did not name the account's user id")
         with self._user_ids_lock:
@@ -299,9 +342,18 @@ class GrokClient:
         return user_id
 
     def open_chat(
-        self, token: str, body: dict[str, Any], conversation_id: str | None = None
+        self,
+        token: str,
+        body: dict[str, Any],
+        conversation_id: str | None = None,
+        *,
+        deadline: float | None = None,
     ) -> UpstreamReply:
-        """POST a chat turn (new conversation, or a continuation) and return the open stream."""
+        """POST a chat turn (new conversation, or a continuation) and return the open stream.
+
+        Its headers and its first body byte must each come within UPSTREAM_FIRST_BYTE_TIMEOUT
+        of sending (and before `deadline`); then UPSTREAM_READ_TIMEOUT of silence ends it.
+        """
         token = _clean_token(token)
         if conversation_id is None:
             path, referer = "/rest/app-chat/conversations/new", "/"
@@ -311,19 +363,27 @@ class GrokClient:
             path = f"/rest/app-chat/conversations/{quote(conversation_id)}/responses"
             referer = f"/c/{quote(conversation_id)}"
         headers = build_headers(self.settings, token, referer_path=referer)
-        response = self._send("POST", self.settings.base_url + path, headers, json=body)
+        sent = time.monotonic()
+        response = self._send(
+            "POST", self.settings.base_url + path, headers, json=body, deadline=deadline
+        )
         if "text/html" in response.content_type.lower():
             # A 200 HTML page is a challenge/interstitial, never a chat stream.
             self._raise_for(response, force=True)
-        return UpstreamReply(response)
+        first_byte_by = sent + self.settings.first_byte_timeout
+        if deadline is not None:
+            first_byte_by = min(first_byte_by, deadline)
+        return UpstreamReply(
+            response, first_byte_by=first_byte_by, idle_timeout=self.settings.read_timeout
+        )
 
     # ---- account -----------------------------------------------------------------------------
 
-    def auth_session(self, token: str) -> AccountIdentity:
+    def auth_session(self, token: str, *, deadline: float | None = None) -> AccountIdentity:
         """The account behind a token (GET /api/auth/session); dead tokens raise."""
         token = _clean_token(token)
         headers = build_headers(self.settings, token, json_body=False, accept="application/json")
-        data = self._json("GET", "/api/auth/session", headers)
+        data = self._json("GET", "/api/auth/session", headers, deadline=deadline)
         if not isinstance(data, dict):
             raise UpstreamBroken("grok.com auth session answer is not a JSON object")
         status = str(data.get("status") or "").lower()
@@ -373,7 +433,9 @@ class GrokClient:
         path = f"/rest/app-chat/conversations/soft/{quote(conversation_id, safe='')}"
         self._send("DELETE", self.settings.base_url + path, headers).close()
 
-    def upload_file(self, token: str, filename: str, mime: str, data: bytes) -> str:
+    def upload_file(
+        self, token: str, filename: str, mime: str, data: bytes, *, deadline: float | None = None
+    ) -> str:
         """Upload a file and return its fileMetadataId (multipart v2 route, old JSON one on 404).
 
         A 404 or 5xx from the upload routes is grok.com's failure, never "not found" to our
@@ -387,7 +449,7 @@ class GrokClient:
         headers["Content-Type"] = content_type
         path = "/http/upload-file-v2/direct"
         response = self.transport.request(
-            "POST", self.settings.base_url + path, headers=headers, data=body
+            "POST", self.settings.base_url + path, headers=headers, data=body, deadline=deadline
         )
         if response.status == 404:
             # The v2 route is not deployed for this account/region: use the JSON route.
@@ -400,7 +462,11 @@ class GrokClient:
                 "content": base64.b64encode(data).decode("ascii"),
             }
             response = self.transport.request(
-                "POST", self.settings.base_url + path, headers=headers, json=legacy
+                "POST",
+                self.settings.base_url + path,
+                headers=headers,
+                json=legacy,
+                deadline=deadline,
             )
         if not 200 <= response.status < 300:
             try:
@@ -472,7 +538,7 @@ class GrokClient:
                     allow_redirects=False,
                 )
             except Exception as exc:
-                raise ImageDownloadError(f"could not fetch image: {type(exc).__name__}") from exc
+                raise ImageDownloadError(f"could not fetch image ({_failure(exc)})") from exc
             with resp:
                 if resp.is_redirect and resp.headers.get("location"):
                     url = urljoin(url, resp.headers["location"])
@@ -491,7 +557,7 @@ class GrokClient:
                 except ImageDownloadError:
                     raise
                 except Exception as exc:
-                    raise ImageDownloadError(f"image download broke: {type(exc).__name__}") from exc
+                    raise ImageDownloadError(f"image download broke ({_failure(exc)})") from exc
                 content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower()
                 if not content_type.startswith("image/"):
                     if not bytes(data[:12]).startswith(_IMAGE_MAGIC):
@@ -509,8 +575,11 @@ class GrokClient:
         headers: dict[str, str],
         json: Any = None,
         timeout: tuple[float, float] | None = None,
+        deadline: float | None = None,
     ) -> UpstreamResponse:
-        response = self.transport.request(method, url, headers=headers, json=json, timeout=timeout)
+        response = self.transport.request(
+            method, url, headers=headers, json=json, timeout=timeout, deadline=deadline
+        )
         if not 200 <= response.status < 300:
             self._raise_for(response)
         return response
@@ -550,9 +619,15 @@ class GrokClient:
         headers: dict[str, str],
         body: Any = None,
         timeout: tuple[float, float] | None = None,
+        deadline: float | None = None,
     ) -> Any:
         response = self._send(
-            method, self.settings.base_url + path, headers, json=body, timeout=timeout
+            method,
+            self.settings.base_url + path,
+            headers,
+            json=body,
+            timeout=timeout,
+            deadline=deadline,
         )
         return self._answer_json(response, path)
 
@@ -572,6 +647,11 @@ class GrokClient:
             return json.loads(text)
         except ValueError as exc:
             raise UpstreamBroken(f"grok.com {path} answer is not JSON") from exc
+
+
+def _failure(exc: Exception) -> str:
+    # A client reads this: what went wrong, never the library's class or the address it tried.
+    return "timed out" if "timeout" in type(exc).__name__.lower() else "connection failed"
 
 
 def _clean_token(token: str) -> str:

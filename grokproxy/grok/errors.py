@@ -66,10 +66,29 @@ class ConversationNotFound(GrokError):
     kind = "conversation_not_found"
 
 
+class InvalidRequest(GrokError):
+    """grok.com refused what the client asked for (not the account, not grok.com failing):
+    the client's answer is a 400 and no account is marked."""
+
+    kind = "invalid_request"
+
+
+class ParentNotFound(InvalidRequest):
+    """The reply a continuation names as its parent is not in the conversation."""
+
+    kind = "parent_not_found"
+
+
 class UpstreamBroken(GrokError):
     """Network failure, timeout, 5xx, an unexpected 4xx or a stream that makes no sense."""
 
     kind = "broken"
+
+
+class UpstreamTimeout(UpstreamBroken):
+    """grok.com did not connect, answer or go on answering within its time budget."""
+
+    kind = "timeout"
 
 
 # --- classification (added by the grok adapter; the classes above are unchanged) ---------------
@@ -102,6 +121,10 @@ _RATE_MARKERS = (
     "spending limit",
 )
 _NOT_FOUND_MARKERS = ("conversation_not_found", "conversation not found")
+# An unknown parent reply: the emulator's HTTP 400 code 3 "parent response '…' not found" and the
+# gateway's `invalid_request` error at item create say it this way.
+_PARENT_MARKERS = ("parent response", "parent_response", "parentresponseid", "parent message")
+_MISSING_MARKERS = ("not found", "unknown", "does not exist", "no such")
 _ANTI_BOT_MARKERS = ("anti-bot", "anti bot", "antibot")
 _CLOUDFLARE_MARKERS = (
     "just a moment",
@@ -143,6 +166,8 @@ def classify_error_payload(
         return RateLimited(f"{where} rate limit: {detail}", **kw)
     if code == 7 or any(m in low for m in _ANTI_BOT_MARKERS):
         return AntiBotRejected(f"{where} anti-bot rules rejected the request: {detail}", **kw)
+    if any(m in low for m in _PARENT_MARKERS) and any(m in low for m in _MISSING_MARKERS):
+        return ParentNotFound(f"{where} has no such parent reply: {detail}", **kw)
     if status == 404 or any(m in low for m in _NOT_FOUND_MARKERS):
         return ConversationNotFound(f"{where} has no such conversation: {detail}", **kw)
     return UpstreamBroken(f"{where} error: {detail or 'no message'}", **kw)

@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .errors import GrokError, UpstreamBroken, classify_http_error
-from .events import GrokEvent, Heartbeat, ImageGenerated, TextDelta, ToolStep
+from .errors import GrokError, UpstreamBroken, UpstreamTimeout, classify_http_error, scrub
+from .events import (
+    ConversationStarted,
+    GrokEvent,
+    Heartbeat,
+    ImageGenerated,
+    TextDelta,
+    ToolStep,
+    UserTurn,
+)
 from .headers import build_cookie
 from .mgw import GatewayParser
 from .settings import GrokSettings
@@ -182,17 +190,29 @@ class _CurlSocket(_Socket):
             self._ws.close()
 
 
-def _connect(settings: GrokSettings, proxy: str | None, token: str, user_id: str) -> _Socket:
-    """Open the gateway socket; a refused upgrade raises the GrokError its answer means."""
+def _connect(
+    settings: GrokSettings, proxy: str | None, token: str, user_id: str, by: float
+) -> _Socket:
+    """Open the gateway socket by `by` (a time.monotonic() instant); a refused upgrade raises
+    the GrokError its answer means."""
     url = gateway_url(settings.base_url, user_id)
     headers = handshake_headers(settings, token, user_id)
+    left = by - time.monotonic()
+    if left <= 0:
+        raise UpstreamTimeout("the request's time budget for grok.com ran out")
+    # Connecting and the upgrade's answer (the handshake's first byte) share one limit here.
+    timeout = (min(settings.connect_timeout, left), left)
     if settings.impersonate:
-        return _connect_curl(settings, url, headers, proxy)
-    return _connect_websockets(settings, url, headers, proxy)
+        return _connect_curl(settings, url, headers, proxy, timeout)
+    return _connect_websockets(settings, url, headers, proxy, timeout)
 
 
 def _connect_websockets(
-    settings: GrokSettings, url: str, headers: dict[str, str], proxy: str | None
+    settings: GrokSettings,
+    url: str,
+    headers: dict[str, str],
+    proxy: str | None,
+    timeout: tuple[float, float],
 ) -> _Socket:
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
@@ -207,7 +227,7 @@ def _connect_websockets(
             additional_headers=headers,
             subprotocols=[SUBPROTOCOL],
             proxy=proxy,  # None: never a proxy from the environment, only PROXY_URL_POOL
-            open_timeout=settings.connect_timeout,
+            open_timeout=timeout[1],
             # The gateway has its own `ping` event; protocol pings would only add traffic.
             ping_interval=None,
             close_timeout=CLOSE_TIMEOUT,
@@ -226,12 +246,15 @@ def _connect_websockets(
 
 
 def _connect_curl(
-    settings: GrokSettings, url: str, headers: dict[str, str], proxy: str | None
+    settings: GrokSettings,
+    url: str,
+    headers: dict[str, str],
+    proxy: str | None,
+    timeout: tuple[float, float],
 ) -> _Socket:
     from curl_cffi import requests as curl_requests
 
     session = curl_requests.Session(impersonate=settings.impersonate)
-    timeout = (settings.connect_timeout, settings.read_timeout)
     try:
         ws = session.ws_connect(
             url,
@@ -283,11 +306,13 @@ def _refused(status: int, content_type: str, body: str) -> GrokError:
 
 
 def _network_error(exc: Exception, proxy: str | None) -> UpstreamBroken:
-    what = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+    # The library's class and words name hosts and ports: the log has them, clients do not.
+    log.warning("chat gateway connection failed: %s: %s", type(exc).__name__, scrub(str(exc)))
     via = " through a proxy" if proxy else ""
-    return UpstreamBroken(
-        f"connecting to grok.com's chat gateway{via} {what} ({type(exc).__name__})"
-    )
+    name = type(exc).__name__.lower()
+    if "timeout" in name or "timed out" in str(exc).lower():
+        return UpstreamTimeout(f"grok.com's chat gateway did not answer{via} in time (timed out)")
+    return UpstreamBroken(f"grok.com's chat gateway could not be reached{via} (connection failed)")
 
 
 # ---- one turn ----------------------------------------------------------------------------------
@@ -343,17 +368,30 @@ def item_create(session_id: str, turn: GatewayTurn) -> str:
     return _envelope(session_id, "conversation.item.create", item=item)
 
 
-def open_turn(settings: GrokSettings, proxy: str | None, turn: GatewayTurn) -> GatewayReply:
-    """Connect, create the session and send the message; the reply streams from here."""
-    sock = _connect(settings, proxy, turn.token, turn.user_id)
+def open_turn(
+    settings: GrokSettings, proxy: str | None, turn: GatewayTurn, *, deadline: float | None = None
+) -> GatewayReply:
+    """Connect, create the session and send the message; the reply streams from here.
+
+    The handshake, the session's set-up and the reply's first event must each come within
+    UPSTREAM_FIRST_BYTE_TIMEOUT (and before `deadline`); then UPSTREAM_READ_TIMEOUT of
+    silence ends the turn.
+    """
+
+    def by() -> float:
+        limit = time.monotonic() + settings.first_byte_timeout
+        return limit if deadline is None else min(limit, deadline)
+
+    sock = _connect(settings, proxy, turn.token, turn.user_id, by())
     reply = GatewayReply(sock, settings.read_timeout)
     try:
         session_id = str(uuid.uuid4())
         sock.send(session_create(session_id, turn))
-        reply.read_until_attached()
+        reply.read_until_attached(by())
         sock.send(item_create(session_id, turn))
         sock.send(_envelope(session_id, "response.create"))
         reply.sent_at = time.monotonic()
+        reply.first_byte_by = by()
     except _Closed:
         reply.close()
         raise UpstreamBroken(
@@ -365,6 +403,8 @@ def open_turn(settings: GrokSettings, proxy: str | None, turn: GatewayTurn) -> G
     return reply
 
 
+# Events that acknowledge the turn's set-up rather than begin its reply.
+_SET_UP = (ConversationStarted, UserTurn)
 # Events after which a turn is known not to be degraded: the answer itself, or a real search.
 _DECISIVE = (TextDelta, ToolStep, ImageGenerated)
 
@@ -383,6 +423,9 @@ class GatewayReply:
         self._finished = False
         self.proxy = sock.proxy
         self.sent_at = time.monotonic()
+        # time.monotonic() instant by which the reply's first event must have come (None: the
+        # idle timeout from the start).
+        self.first_byte_by: float | None = None
 
     @property
     def closed(self) -> bool:
@@ -395,15 +438,17 @@ class GatewayReply:
             self._aborted = True
         self._sock.close()
 
-    def read_until_attached(self) -> None:
-        """Read the session's set-up events; errors (e.g. an unknown conversation) raise."""
-        deadline = time.monotonic() + self._read_timeout
+    def read_until_attached(self, by: float | None = None) -> None:
+        """Read the session's set-up events by `by` (a time.monotonic() instant; the idle
+        timeout from now when None); errors (e.g. an unknown conversation) raise."""
+        started = time.monotonic()
+        deadline = started + self._read_timeout if by is None else by
         while self._parser.conversation_id is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise UpstreamBroken(
+                raise UpstreamTimeout(
                     f"grok.com's chat gateway did not attach a conversation within "
-                    f"{self._read_timeout:g} s"
+                    f"{deadline - started:.0f} s"
                 )
             message = self._sock.recv(left)
             if message is not None:
@@ -423,6 +468,9 @@ class GatewayReply:
     def _read(self, heartbeat: float | None) -> Iterator[list[GrokEvent] | Heartbeat]:
         parser = self._parser
         last_heard = last_ping = last_beat = time.monotonic()
+        # Until the reply's first event no heartbeat is made: the attempt can still fail over,
+        # and a keep-alive would commit the client's answer to this account.
+        waiting = self.first_byte_by is not None
         # A degraded turn shows itself by its first web search, before the answer (§4.7). Until
         # the answer, a tool step or DEGRADED_WINDOW seconds have come, events are held back, so
         # a degraded turn fails before anything reached the client and another account retries.
@@ -431,8 +479,9 @@ class GatewayReply:
         deciding = True
         while not parser.done:
             now = time.monotonic()
-            deadlines = [last_heard + self._read_timeout, last_ping + PING_INTERVAL]
-            if heartbeat is not None:
+            silence_limit = self.first_byte_by if waiting else last_heard + self._read_timeout
+            deadlines = [silence_limit, last_ping + PING_INTERVAL]
+            if heartbeat is not None and not waiting:
                 deadlines.append(max(last_heard, last_beat) + heartbeat)
             if held_since is not None:
                 deadlines.append(held_since + DEGRADED_WINDOW)
@@ -444,8 +493,12 @@ class GatewayReply:
                 break
             now = time.monotonic()
             if message is None:
-                if now - last_heard >= self._read_timeout:
-                    raise UpstreamBroken(
+                if waiting and now >= silence_limit:
+                    raise UpstreamTimeout(
+                        "grok.com's chat gateway accepted the turn but sent no reply in time"
+                    )
+                if not waiting and now - last_heard >= self._read_timeout:
+                    raise UpstreamTimeout(
                         f"grok.com's chat gateway sent nothing for {self._read_timeout:g} s"
                     )
                 if now - last_ping >= PING_INTERVAL:
@@ -456,12 +509,18 @@ class GatewayReply:
                     deciding, held_since = False, None
                     first, held = held, []
                     yield first
-                elif heartbeat is not None and now - max(last_heard, last_beat) >= heartbeat:
+                elif (
+                    heartbeat is not None
+                    and not waiting
+                    and now - max(last_heard, last_beat) >= heartbeat
+                ):
                     last_beat = now
                     yield Heartbeat()
                 continue
             last_heard = now
             events = parser.feed(message)
+            # The acknowledgement of our own message is not the reply's first event.
+            waiting = waiting and all(isinstance(e, _SET_UP) for e in events)
             # Whatever else already arrived joins this batch: one write for the lot.
             while not parser.done:
                 try:

@@ -73,7 +73,11 @@ class GrokSettings:
     proxy_urls: tuple[str, ...] = ()
     temporary: bool = True
     connect_timeout: float = 10.0
+    # Silence allowed once a reply flows (the idle timeout; UPSTREAM_READ_TIMEOUT).
     read_timeout: float = 120.0
+    # From sending a request to the first byte of grok.com's answer (its headers, then the first
+    # event of a chat reply).
+    first_byte_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
@@ -98,4 +102,7 @@ class GrokSettings:
             temporary=_bool(temporary, True),
             connect_timeout=_float(m.get("UPSTREAM_CONNECT_TIMEOUT"), 10.0, "connect timeout"),
             read_timeout=_float(m.get("UPSTREAM_READ_TIMEOUT"), 120.0, "read timeout"),
+            first_byte_timeout=_float(
+                m.get("UPSTREAM_FIRST_BYTE_TIMEOUT"), 15.0, "first-byte timeout"
+            ),
         )

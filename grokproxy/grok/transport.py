@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.cookiejar
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -23,8 +24,10 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from .errors import UpstreamBroken, scrub
+from .errors import UpstreamBroken, UpstreamTimeout, scrub
 from .settings import GrokSettings
+
+log = logging.getLogger(__name__)
 
 # Many chat streams stay open at once; each holds one pooled connection for its whole life.
 POOL_SIZE = 256
@@ -121,9 +124,11 @@ class UpstreamResponse:
         except Exception as exc:
             if self._closed.is_set():
                 return  # the reader was cut off on purpose
-            raise UpstreamBroken(
-                f"connection to grok.com broke mid-stream: {type(exc).__name__}: {scrub(str(exc))}"
-            ) from exc
+            # The library's words go to the log only: they name hosts, ports and classes.
+            log.info("grok.com stream broke: %s: %s", type(exc).__name__, scrub(str(exc)))
+            if _is_timeout(exc):
+                raise UpstreamTimeout("grok.com stopped sending mid-stream (timed out)") from exc
+            raise UpstreamBroken("the connection to grok.com broke mid-stream") from exc
         finally:
             if not self._closed.is_set():
                 # Read to the end (or abandoned by the consumer): release, don't abort.
@@ -155,6 +160,20 @@ class UpstreamResponse:
             self._closer(True)
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether a library's exception (requests, urllib3, curl_cffi, socket) is a timeout."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, TimeoutError) or "timeout" in type(error).__name__.lower():
+            return True
+        if "timed out" in str(error).lower():  # curl_cffi: "Operation timed out after …"
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _block_all_cookies() -> http.cookiejar.CookieJar:
     # The session is shared by every account: a Set-Cookie from one account's answer must never
     # ride along on another account's request, so the jar accepts nothing.
@@ -170,7 +189,7 @@ class Transport:
         self.settings = settings
         self.proxies = ProxyRotator(settings.proxy_urls)
         self.kind = "curl_cffi" if settings.impersonate else "requests"
-        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self._timeout = (settings.connect_timeout, settings.first_byte_timeout)
         if self.kind == "curl_cffi":
             from curl_cffi import requests as curl_requests
 
@@ -193,10 +212,16 @@ class Transport:
         data: bytes | None = None,
         use_proxy: bool = True,
         timeout: tuple[float, float] | None = None,
+        deadline: float | None = None,
     ) -> UpstreamResponse:
-        """Send one request; the body is streamed. Network failures raise UpstreamBroken."""
+        """Send one request; the body is streamed. Network failures raise UpstreamBroken.
+
+        `timeout` is (connect, first byte): the answer's headers must come within the second.
+        Then the body may be silent for UPSTREAM_READ_TIMEOUT between reads. `deadline` (a
+        time.monotonic() instant) caps both: an attempt never outlives its request's budget.
+        """
         proxy = self.proxies.next() if use_proxy else None
-        timeout = timeout or self._timeout
+        timeout = budgeted(timeout or self._timeout, deadline)
         try:
             if self.kind == "curl_cffi":
                 return self._curl_request(method, url, headers, json, data, proxy, timeout)
@@ -204,13 +229,21 @@ class Transport:
         except UpstreamBroken:
             raise
         except Exception as exc:
-            what = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
             # A proxy that cannot even complete the request is skipped for a short while.
             self.proxies.penalize(proxy, NETWORK_PENALTY_SECONDS)
-            raise UpstreamBroken(
-                f"{method} {urlsplit(url).netloc} via {proxy_preview(proxy)} {what}: "
-                f"{type(exc).__name__}: {scrub(str(exc))}"
-            ) from exc
+            # Host, port, proxy and the library's words are for the operator's log only: the
+            # message reaches API clients.
+            log.warning(
+                "%s %s via %s failed: %s: %s",
+                method,
+                urlsplit(url).path,
+                proxy_preview(proxy),
+                type(exc).__name__,
+                scrub(str(exc)),
+            )
+            if _is_timeout(exc):
+                raise UpstreamTimeout("grok.com did not answer in time (timed out)") from exc
+            raise UpstreamBroken("grok.com could not be reached (the connection failed)") from exc
 
     def penalize_proxy(self, proxy: str | None) -> None:
         """Move away from `proxy` for a while (call it after a Blocked error)."""
@@ -230,6 +263,9 @@ class Transport:
             allow_redirects=False,
         )
         raw = resp.raw
+        # The headers came within the first-byte timeout; the body's reads get the idle one.
+        with contextlib.suppress(Exception):
+            raw.connection.sock.settimeout(self.settings.read_timeout)
 
         def chunks() -> Iterator[bytes]:
             while True:
@@ -257,18 +293,32 @@ class Transport:
         return UpstreamResponse(resp.status_code, resp.headers, chunks(), close, proxy)
 
     def _curl_request(self, method, url, headers, json, data, proxy, timeout):
-        resp = self._curl_session.request(
-            method,
-            url,
-            headers=dict(headers),
-            json=json,
-            data=data,
-            proxy=proxy,
-            timeout=timeout,
-            stream=True,
-            allow_redirects=False,
-            discard_cookies=True,
-        )
+        connect, first_byte = timeout
+        # curl has one silence limit for the whole transfer (connect + read): give it the idle
+        # timeout, and wait for the headers here no longer than the first-byte timeout.
+        started = _Started()
+
+        def send() -> None:
+            try:
+                started.set(
+                    self._curl_session.request(
+                        method,
+                        url,
+                        headers=dict(headers),
+                        json=json,
+                        data=data,
+                        proxy=proxy,
+                        timeout=(connect, self.settings.read_timeout),
+                        stream=True,
+                        allow_redirects=False,
+                        discard_cookies=True,
+                    )
+                )
+            except BaseException as exc:  # handed to the waiting thread
+                started.fail(exc)
+
+        threading.Thread(target=send, daemon=True, name="grok-curl-send").start()
+        resp = started.wait(connect + first_byte)
         curl = resp.curl
 
         def close(abort: bool) -> None:
@@ -294,6 +344,51 @@ class Transport:
         return UpstreamResponse(resp.status_code, headers_map, resp.iter_content(), close, proxy)
 
 
+class _Started:
+    """The response of a request sent on another thread, or its failure, or a timeout."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._response: Any = None
+        self._error: BaseException | None = None
+        self._abandoned = False
+
+    def set(self, response: Any) -> None:
+        with self._lock:
+            self._response = response
+            abandoned = self._abandoned
+            self._done.set()
+        if abandoned:  # nobody waits for it any more: let the transfer go
+            with contextlib.suppress(Exception):
+                response.close()
+
+    def fail(self, error: BaseException) -> None:
+        with self._lock:
+            self._error = error
+            self._done.set()
+
+    def wait(self, seconds: float) -> Any:
+        if not self._done.wait(seconds):
+            with self._lock:
+                if not self._done.is_set():
+                    self._abandoned = True
+                    raise TimeoutError(f"no answer within {seconds:g} s")
+        if self._error is not None:
+            raise self._error
+        return self._response
+
+
+def budgeted(timeout: tuple[float, float], deadline: float | None) -> tuple[float, float]:
+    """(connect, first byte) cut to what is left before `deadline`; none left is a timeout."""
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise UpstreamTimeout("the request's time budget for grok.com ran out")
+    return (min(timeout[0], left), min(timeout[1], left))
+
+
 def make_requests_session() -> requests.Session:
     """A requests.Session with a large connection pool, no retries, no env proxies, no cookies."""
     session = requests.Session()
@@ -316,6 +411,7 @@ def get_transport(settings: GrokSettings) -> Transport:
         settings.impersonate,
         settings.proxy_urls,
         settings.connect_timeout,
+        settings.first_byte_timeout,
         settings.read_timeout,
     )
     with _transports_lock:
