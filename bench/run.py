@@ -153,6 +153,9 @@ def proxy_env(
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         GROK_BASE_URL=emu.base_url,
         GROK_ASSETS_URL=emu.assets_url,
+        # One pool key drives every stream: the per-caller bound (64 by default) would refuse
+        # most of them, and what is measured is the gateway, not that limit.
+        MAX_CONCURRENT_PER_KEY="0",
         PYTHONPATH=str(ROOT),
     )
     if args.workers:
