@@ -346,7 +346,7 @@ def item_create(session_id: str, turn: GatewayTurn) -> str:
 def open_turn(settings: GrokSettings, proxy: str | None, turn: GatewayTurn) -> GatewayReply:
     """Connect, create the session and send the message; the reply streams from here."""
     sock = _connect(settings, proxy, turn.token, turn.user_id)
-    reply = GatewayReply(sock, settings.read_timeout)
+    reply = GatewayReply(sock, settings.read_timeout, detect_degraded=settings.quality_guard)
     try:
         session_id = str(uuid.uuid4())
         sock.send(session_create(session_id, turn))
@@ -374,9 +374,10 @@ class GatewayReply:
 
     status = 200
 
-    def __init__(self, sock: _Socket, read_timeout: float) -> None:
+    def __init__(self, sock: _Socket, read_timeout: float, *, detect_degraded: bool = True) -> None:
         self._sock = sock
         self._read_timeout = read_timeout
+        self._detect_degraded = detect_degraded
         self._parser = GatewayParser()
         self._pending: list[GrokEvent] = []  # events read while setting the session up
         self._aborted = False
@@ -428,7 +429,7 @@ class GatewayReply:
         # a degraded turn fails before anything reached the client and another account retries.
         held: list[GrokEvent] = []
         held_since: float | None = None
-        deciding = True
+        deciding = self._detect_degraded
         while not parser.done:
             now = time.monotonic()
             deadlines = [last_heard + self._read_timeout, last_ping + PING_INTERVAL]
@@ -471,7 +472,7 @@ class GatewayReply:
                 if more is None:
                     break
                 events.extend(parser.feed(more))
-            if parser.degraded_query is not None:
+            if self._detect_degraded and parser.degraded_query is not None:
                 raise DegradedTurn(
                     "grok.com's gateway searched a placeholder query "
                     f"({parser.degraded_query!r}): a degraded turn"

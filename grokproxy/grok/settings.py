@@ -74,6 +74,8 @@ class GrokSettings:
     temporary: bool = True
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+    # Catch weak turns before the first byte (a degraded gateway turn raises DegradedTurn).
+    quality_guard: bool = True
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
@@ -98,4 +100,5 @@ class GrokSettings:
             temporary=_bool(temporary, True),
             connect_timeout=_float(m.get("UPSTREAM_CONNECT_TIMEOUT"), 10.0, "connect timeout"),
             read_timeout=_float(m.get("UPSTREAM_READ_TIMEOUT"), 120.0, "read timeout"),
+            quality_guard=_bool(m.get("QUALITY_GUARD"), True),
         )
