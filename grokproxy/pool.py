@@ -161,6 +161,13 @@ def quota_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
+def reset_instant(moment: datetime) -> str:
+    """A reset time in that form, rounded up: a mode never returns before grok.com resets it."""
+    if moment.microsecond:
+        moment = moment + timedelta(seconds=1)
+    return quota_instant(moment)
+
+
 # The pick is ONE statement: choose the least recently used usable account (skipping those
 # whose known quota for the mode is used up) and stamp it with the next rotation number.
 # Statements are written once as text: building them with the expression language cost more
@@ -358,9 +365,14 @@ def claim_account(account_id: int, mode: str | None = None, *, who: str = "this 
             raise NoAccount(f"{who} is a {row.tier}-tier grok account, which has no {mode} mode")
         if row.status == AccountStatus.COOLING and row.cooldown_until and row.cooldown_until > now:
             wait = (row.cooldown_until - now).total_seconds()
+            why = row.last_error or ""
+            what = (
+                "is rate-limited by grok.com"
+                if why.startswith("rate_limited") or not why
+                else f"is cooling ({why})"
+            )
             raise RateLimited(
-                f"{who} is cooling ({row.last_error or 'grok.com failed on it'}); "
-                f"it returns in {_human(wait)}",
+                f"{who} {what}; it returns in {_human(wait)}",
                 retry_after=max(1, int(wait + 0.999)),
             )
         reset = quota_blocks(row.quota, mode, now)
@@ -536,7 +548,7 @@ def limit_mode(account_id: int, mode: str, seconds: float, reason: str) -> datet
         current = conn.execute(query).scalar_one_or_none()
         snapshot = dict(current or {})
         entry = dict(snapshot.get(mode) or {})
-        entry.update(remaining=0, reset_at=quota_instant(until))
+        entry.update(remaining=0, reset_at=reset_instant(until))
         snapshot[mode] = entry
         conn.execute(
             update(accounts)
@@ -660,5 +672,5 @@ def _canonical_quota(quota: dict[str, Any]) -> dict[str, Any]:
         reset = None
     if reset is not None and reset.tzinfo is None:
         reset = reset.replace(tzinfo=UTC)
-    entry["reset_at"] = quota_instant(reset) if reset is not None else None
+    entry["reset_at"] = reset_instant(reset) if reset is not None else None
     return entry
