@@ -194,6 +194,7 @@ def open_reply(
         prompt = _prompt(flatten_messages, chat.messages)
         parent = None
     attachments = _fetch_images(prompt.images)
+    message = _long_prompt(prompt.text, attachments, conversation is None)
     config = current_app.config
     heartbeat = None if read_all else config["SSE_KEEPALIVE_SECONDS"]
     conversation_id = conversation.conversation_id if conversation else None
@@ -214,7 +215,7 @@ def open_reply(
             turn = ChatTurn(
                 token=attempt.token,
                 spec=spec,
-                message=prompt.text,
+                message=message,
                 user_id=attempt.user_id,
                 attachments=attachments,
                 conversation_id=conversation_id,
@@ -235,6 +236,21 @@ def open_reply(
         return opened
     assert last_error is not None
     raise _final_answer(last_error, spec.mode, tried, failures)
+
+
+LONG_PROMPT_INSTRUCTION = (
+    "The conversation so far is in the attached text file, too long to paste here. Read it "
+    "whole, then answer its last user message as the assistant, without mentioning the file."
+)
+
+
+def _long_prompt(text: str, attachments: list[tuple[bytes, str]], flattened: bool) -> str:
+    """The message to send: a flattened history above MAX_PROMPT_CHARS goes as an attached
+    text file with a short instruction, as grok.com's own app does for long pastes."""
+    if not flattened or len(text) <= current_app.config["MAX_PROMPT_CHARS"]:
+        return text
+    attachments.insert(0, (text.encode("utf-8", errors="replace"), "text/plain"))
+    return LONG_PROMPT_INSTRUCTION
 
 
 def _prompt(build, messages: list[dict[str, Any]]) -> Prompt:

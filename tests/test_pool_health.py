@@ -1,5 +1,6 @@
 """Account health against the emulator: rate limits block the mode asked for until its reset,
-dead tokens are marked invalid until re-added, Cloudflare / anti-bot rejections change no account; tokens never leak."""
+dead tokens are marked invalid until re-added, Cloudflare / anti-bot rejections change no
+account; tokens never leak."""
 
 from __future__ import annotations
 

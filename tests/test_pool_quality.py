@@ -121,3 +121,24 @@ def test_a_reply_that_ends_well_ends_the_run_of_broken_streams(make_gateway, emu
         sse_events(gateway.chat(body=ask("grok-3", stream=True)))
     (account,) = gateway.accounts()
     assert account["status"] == "active" and account["stream_failures"] == 2
+
+
+@pytest.mark.usefixtures("transport")
+def test_a_long_flattened_history_goes_upstream_as_an_attached_text_file(make_gateway, emu):
+    gateway = make_gateway([GOOD], MAX_PROMPT_CHARS=1000)
+    history = [
+        {"role": "user", "content": "remember the number 7 " * 40},
+        {"role": "assistant", "content": "noted " * 40},
+        {"role": "user", "content": "what was the number?"},
+    ]
+    gateway.chat(body={"model": "grok-3", "messages": history})
+    (turn,) = emu.chat_turns()
+    assert len(turn["file_ids"]) == 1
+    assert "attached text file" in turn["message"] and "remember" not in turn["message"]
+    uploads = [r for r in emu.requests() if "upload-file" in r["path"]]
+    assert len(uploads) == 1
+
+    # A short history is sent as the message itself, with nothing attached.
+    gateway.chat(body={"model": "grok-3", "messages": history[-1:]})
+    short = emu.chat_turns()[-1]
+    assert short["file_ids"] == [] and "what was the number?" in short["message"]
