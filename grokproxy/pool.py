@@ -445,6 +445,7 @@ def exhausted_error(mode: str | None, exclude: Collection[int] = ()):
             "the token pool is empty: add SSO tokens with POST /api/batch-add-grok-token"
         )
     returns: list[datetime] = []
+    cooling = False  # some account is out as a whole (its streams kept breaking off)
     lacking: dict[str, int] = {}
     for row in rows:
         if row.id in exclude or row.status in (AccountStatus.INVALID, AccountStatus.DISABLED):
@@ -455,12 +456,15 @@ def exhausted_error(mode: str | None, exclude: Collection[int] = ()):
         until = _blocked_until(row, mode, now)
         if until is not None:
             returns.append(until)
+            cooling = cooling or row.status == AccountStatus.COOLING
     if returns:
         first = min(returns)
         wait = (first - now).total_seconds()
-        what = f"rate-limited for {mode}" if mode else "rate-limited"
+        what = f"rate-limited for {mode} by grok.com" if mode else "rate-limited by grok.com"
+        if cooling:
+            what += " or cooling after failures"
         return RateLimited(
-            f"every usable account is {what} by grok.com; "
+            f"every usable account is {what}; "
             f"the first returns at {clock(first)} (in {_human(wait)})",
             retry_after=max(1, int(wait + 0.999)),
         )

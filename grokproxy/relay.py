@@ -73,7 +73,6 @@ class Failure:
 
     kind: str
     until: datetime | None = None
-    detail: str = ""
 
 
 @dataclass
@@ -397,7 +396,7 @@ def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> Failure:
     elif isinstance(exc, grok_errors.InvalidCredentials):
         failure = Failure("invalid")
     elif isinstance(exc, grok_errors.UpstreamBroken):
-        failure = Failure(exc.kind, detail=exc.message)
+        failure = Failure(exc.kind)
     else:
         failure = Failure("blocked" if isinstance(exc, grok_errors.Blocked) else exc.kind)
     if attempt.account_id is None:
