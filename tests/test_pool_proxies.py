@@ -94,3 +94,29 @@ def test_retries_are_bounded_when_every_proxy_fails(make_gateway):
 )
 def test_the_tier_is_read_from_the_rate_limit_totals(quotas, tier):
     assert detect_tier(quotas) == tier
+
+
+def test_the_refresher_takes_the_stalest_due_accounts_a_share_per_tick(
+    app, add_accounts, monkeypatch
+):
+    from datetime import timedelta
+
+    from grokproxy import tokens
+    from grokproxy.extensions import db
+    from grokproxy.models import Account, utcnow
+
+    ids = add_accounts(app, [f"refresh-{i}-0123456789abcdef" for i in range(4)])
+    asked: list[list[int]] = []
+    monkeypatch.setattr(tokens, "refresh_quotas", lambda due: asked.append(list(due)) or [])
+    now = utcnow()
+    with app.app_context():
+        ages = {ids[0]: 30, ids[1]: 5000, ids[2]: 900}  # seconds; ids[3] was never read
+        for account_id, age in ages.items():
+            db.session.get(Account, account_id).quota_checked_at = now - timedelta(seconds=age)
+        db.session.commit()
+        # 4 accounts, QUOTA_REFRESH_SECONDS=600, a 10 s tick: 1 account per tick.
+        assert tokens.refresh_batch_size(4, 10.0) == 1
+        assert tokens.refresh_batch_size(1000, 10.0) == 17
+        tokens.refresh_due(limit=2)
+        tokens.refresh_due()
+    assert asked == [[ids[3], ids[1]], [ids[3], ids[1], ids[2]]]  # the fresh one is not due
