@@ -56,26 +56,29 @@ def seed(url: str, accounts: int) -> None:
         db.engine.dispose()
 
 
-def worker(url: str, picks: int, start_at: float, queue) -> None:
+def worker(url: str, picks: int, start_at: float, queue, mode: str | None = None) -> None:
     """Pick `picks` times from `start_at` on and report the account ids and elapsed time."""
     from grokproxy import pool
 
     app = make_app(url)
     with app.app_context():
-        pool.pick_account()  # warm the connection pool before the clock starts
+        pool.pick_account(mode)  # warm the connection pool before the clock starts
         time.sleep(max(0.0, start_at - time.time()))
         began, cpu = time.perf_counter(), time.process_time()
-        used = [pool.pick_account().account_id for _ in range(picks)]
+        used = [pool.pick_account(mode).account_id for _ in range(picks)]
         queue.put((used, time.perf_counter() - began, time.process_time() - cpu))
 
 
-def run(url: str, processes: int, accounts: int, picks: int) -> tuple[float, float, Counter]:
+def run(
+    url: str, processes: int, accounts: int, picks: int, mode: str | None = None
+) -> tuple[float, float, Counter]:
     """Run the workers: picks/s, client CPU ms per pick, uses per account (warm-up excluded)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     start_at = time.time() + 3.0
     procs = [
-        ctx.Process(target=worker, args=(url, picks, start_at, queue)) for _ in range(processes)
+        ctx.Process(target=worker, args=(url, picks, start_at, queue, mode))
+        for _ in range(processes)
     ]
     for proc in procs:
         proc.start()
@@ -94,6 +97,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--accounts", type=int, default=50)
     parser.add_argument("--picks", type=int, default=2000, help="picks per process")
+    parser.add_argument("--mode", help="pick for this quota mode (per-mode quota and tier filter)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
@@ -117,13 +121,15 @@ def main() -> None:
         kind = "sqlite"
     try:
         seed(url, args.accounts)
-        rate, cpu_ms, uses = run(url, args.processes, args.accounts, args.picks)
+        rate, cpu_ms, uses = run(url, args.processes, args.accounts, args.picks, args.mode)
     finally:
         if drop:
             drop()
     counts = sorted(uses.values())
+    label = f" (mode {args.mode})" if args.mode else ""
     print(
-        f"{kind}: {args.processes} processes x {args.picks} picks over {args.accounts} accounts: "
+        f"{kind}{label}: {args.processes} processes x {args.picks} picks over "
+        f"{args.accounts} accounts: "
         f"{rate:,.0f} picks/s ({cpu_ms:.2f} ms client CPU per pick); "
         f"uses per account min {counts[0]} max {counts[-1]} "
         f"(spread {counts[-1] - counts[0]}, {len(counts)} accounts used)"

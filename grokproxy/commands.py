@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -87,6 +89,15 @@ def tokens_list(page: int, page_size: int) -> None:
     )
     for item in listing["data"]:
         note = item["email"]
+        if item["tier"]:
+            note += f"  {item['tier']}"
+        limited = [
+            f"{mode} until {state['reset_at']}"
+            for mode, state in item["modes"].items()
+            if state["state"] == "limited"
+        ]
+        if limited:
+            note += f"  (limited: {', '.join(limited)})"
         if item["status"] == "cooling":
             note += f"  (cooling until {item['cooldown_until']})"
         if item["last_error"]:
@@ -122,10 +133,22 @@ def tokens_delete(email_md5: tuple[str, ...]) -> None:
 
 
 @tokens_group.command("refresh-quotas")
-def tokens_refresh_quotas() -> None:
-    """Fetch every active or cooling account's quota from grok.com."""
+@click.option(
+    "--loop",
+    is_flag=True,
+    help="Keep running: every TICK seconds re-read the accounts whose snapshot is older than "
+    "QUOTA_REFRESH_SECONDS (or whose used-up window has reset), a few per tick.",
+)
+@click.option(
+    "--tick", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="With --loop."
+)
+def tokens_refresh_quotas(loop: bool, tick: float) -> None:
+    """Fetch every active or cooling account's quota from grok.com (or keep them current)."""
     from .tokens import refresh_quotas
 
+    if loop:
+        _refresh_loop(tick)
+        return
     report = refresh_quotas()
     for entry in report:
         outcome = entry["error"] or "ok"
@@ -257,3 +280,30 @@ def users_link(user_name: str) -> None:
     base = (current_app.config.get("PUBLIC_URL") or "").rstrip("/")
     click.echo(f"{base}/login/{token}")
     click.echo(f"valid until {expires_at.isoformat(timespec='seconds')}", err=True)
+
+
+def _refresh_loop(tick: float, ticks: int | None = None) -> None:
+    """Refresh due quotas every `tick` seconds (for ever, or `ticks` times); one process only:
+    run it as a systemd service or a supervised container next to the web workers."""
+    from .extensions import db
+    from .tokens import refresh_batch_size, refresh_due, usable_count
+
+    log = logging.getLogger("grokproxy.refresher")
+    done = 0
+    while ticks is None or done < ticks:
+        started = time.monotonic()
+        try:
+            # Spread evenly: each tick takes its share of the pool, oldest snapshots first.
+            report = refresh_due(refresh_batch_size(usable_count(), tick))
+            for entry in report:
+                if entry["error"]:
+                    log.warning("quota of account %s: %s", entry["id"], entry["error"])
+            if report:
+                log.info("refreshed the quotas of %d accounts", len(report))
+        except Exception:
+            # A database or network outage must not end the refresher: the next tick retries.
+            log.exception("quota refresh failed; retrying next tick")
+            db.session.rollback()
+        done += 1
+        if ticks is None or done < ticks:
+            time.sleep(max(0.0, tick - (time.monotonic() - started)))

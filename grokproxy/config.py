@@ -287,6 +287,44 @@ VARIABLES: tuple[Variable, ...] = (
         "Cooling time after a rate limit when upstream gives no wait time.",
     ),
     Variable(
+        "STREAM_FAILURES_TO_COOL",
+        3,
+        parse_positive_int,
+        "Replies in a row that break off mid-stream on one account before it cools for "
+        "STREAM_FAILURE_COOL_SECONDS.",
+    ),
+    Variable(
+        "STREAM_FAILURE_COOL_SECONDS",
+        120,
+        parse_positive_int,
+        "Cooling time of an account whose replies keep breaking off mid-stream.",
+    ),
+    Variable(
+        "QUALITY_GUARD",
+        True,
+        parse_bool,
+        "Retry on another account, before the first byte, a thinking model's reply with no "
+        "reasoning and a degraded deep-search turn (counted against the account).",
+    ),
+    Variable(
+        "QUOTA_REFRESH_SECONDS",
+        600,
+        parse_positive_int,
+        "Age of a quota snapshot after which `flask tokens refresh-quotas --loop` reads it again.",
+    ),
+    Variable(
+        "MAX_PROMPT_CHARS",
+        40000,
+        parse_positive_int,
+        "A flattened history longer than this goes upstream as an attached text file.",
+    ),
+    Variable(
+        "MODELS_LIST_ALL",
+        False,
+        parse_bool,
+        "List every catalog model on /v1/models, not only those some usable account can serve.",
+    ),
+    Variable(
         "SSE_KEEPALIVE_SECONDS",
         15.0,
         parse_positive_float,

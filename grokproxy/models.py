@@ -86,6 +86,12 @@ class Account(TimestampMixin, db.Model):
     # Last known quota per mode: {"fast": {"remaining", "total", "window_seconds", "reset_at"}}.
     quota: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     quota_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "free", "paid" or "heavy", read from the quota totals (None until a quota was read); the
+    # pick never sends a mode to an account whose tier lacks it (see pool.TIER_MODES).
+    tier: Mapped[str | None] = mapped_column(String(16))
+    # Replies on this account that broke off mid-stream in a row; reset by a reply that ends
+    # well. Enough of them in a row cool the account (STREAM_FAILURES_TO_COOL).
+    stream_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     users: Mapped[list[User]] = relationship(back_populates="account", passive_deletes=True)
 

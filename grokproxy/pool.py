@@ -5,11 +5,19 @@ with the smallest `last_used_seq` and stamps it with the next number (a PostgreS
 SQLite the current maximum plus one, under the write lock). Because the order lives in the
 database, rotation is fair across every worker process and every host sharing it.
 
+Health is kept per mode where grok.com's answer is about one mode: a rate limit (HTTP 429,
+code 8, usage or spending limit) blocks only that mode of the account, in its quota snapshot,
+until the reset; the account's other modes stay in rotation. Only rejected credentials make the
+whole account `invalid`, and only replies that keep breaking off mid-stream cool the whole
+account (`cooling`). An account's tier (free / paid / heavy, read from its quota totals) says
+which modes it has at all: the pick never sends a mode to a tier that lacks it.
+
 Every function here is one short transaction, committed before grok.com is called.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -43,6 +51,29 @@ log = logging.getLogger(__name__)
 accounts = Account.__table__
 PICK_SEQUENCE = "account_pick_seq"
 MAX_ERROR_LENGTH = 500
+
+# Modes each tier has (upstream.md's tier table: a free account has fast and a small auto quota,
+# SuperGrok adds expert and grok-4.3, Heavy adds heavy). A mode no tier lists (a custom catalog's)
+# is allowed on every tier; an account of unknown tier (no quota read yet) is tried for any mode.
+TIER_MODES: dict[str, frozenset[str]] = {
+    "free": frozenset({"auto", "fast"}),
+    "paid": frozenset({"auto", "fast", "expert", "grok-420-computer-use-sa"}),
+    "heavy": frozenset({"auto", "fast", "expert", "heavy", "grok-420-computer-use-sa"}),
+}
+TIERS = tuple(TIER_MODES)
+
+
+@functools.lru_cache(maxsize=64)
+def tiers_lacking(mode: str | None) -> tuple[str, ...]:
+    """The tiers that do not have `mode` (none for a mode no tier lists)."""
+    if not mode or not any(mode in modes for modes in TIER_MODES.values()):
+        return ()
+    return tuple(tier for tier, modes in TIER_MODES.items() if mode not in modes)
+
+
+def tier_has(tier: str | None, mode: str | None) -> bool:
+    """Whether an account of `tier` (None: not known yet) may be sent `mode`."""
+    return tier not in tiers_lacking(mode)
 
 
 @dataclass(frozen=True)
@@ -131,6 +162,13 @@ def quota_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
+def reset_instant(moment: datetime) -> str:
+    """A reset time in that form, rounded up: a mode never returns before grok.com resets it."""
+    if moment.microsecond:
+        moment = moment + timedelta(seconds=1)
+    return quota_instant(moment)
+
+
 # The pick is ONE statement: choose the least recently used usable account (skipping those
 # whose known quota for the mode is used up) and stamp it with the next rotation number.
 # Statements are written once as text: building them with the expression language cost more
@@ -141,7 +179,7 @@ UPDATE accounts SET last_used_seq = {next_seq}, use_count = use_count + 1,
 WHERE id = (
     SELECT id FROM accounts
     WHERE (status = 'active' OR (status = 'cooling' AND cooldown_until <= :now)){quota}{exclude}
-    {fresh}
+    {tier}{fresh}
     ORDER BY last_used_seq, id LIMIT 1{lock})
 RETURNING id, email_md5, token_encrypted, token_preview, upstream_user_id
 """
@@ -157,17 +195,26 @@ _QUOTA_FILTER = {
     "postgresql": "\n      AND NOT (COALESCE(quota #>> CAST(:remaining_path AS text[]), '') = '0'"
     " AND COALESCE(quota #>> CAST(:reset_path AS text[]), '') > :now_text)",
 }
-_pick_statements: dict[tuple[str, bool, bool], Any] = {}
+_pick_statements: dict[tuple[Any, ...], Any] = {}
 
 
-def _pick_statement(with_mode: bool, with_exclude: bool):
+def _tier_filter(lacking: tuple[str, ...]) -> str:
+    """Skip the tiers that lack the mode (literals of TIER_MODES, never request input)."""
+    if not lacking:
+        return ""
+    names = ", ".join(f"'{tier}'" for tier in lacking)
+    return f"\n      AND (tier IS NULL OR tier NOT IN ({names}))"
+
+
+def _pick_statement(with_mode: bool, with_exclude: bool, lacking: tuple[str, ...] = ()):
     """The SQLite pick (PostgreSQL picks run `_postgres_pick_sql` on a raw connection)."""
-    key = ("sqlite", with_mode, with_exclude)
+    key = ("sqlite", with_mode, with_exclude, lacking)
     statement = _pick_statements.get(key)
     if statement is None:
         sql = _PICK_SET.format(
             next_seq="(SELECT COALESCE(MAX(last_used_seq), 0) + 1 FROM accounts)",
             quota=_QUOTA_FILTER["sqlite"] if with_mode else "",
+            tier=_tier_filter(lacking),
             exclude=" AND id NOT IN :exclude" if with_exclude else "",
             # SQLite has no row locks: BEGIN IMMEDIATE already serialises the writers.
             lock="",
@@ -217,9 +264,9 @@ def _pick_engine() -> Engine:
     return pick_engine
 
 
-def _postgres_pick_sql(with_mode: bool, with_exclude: bool) -> str:
+def _postgres_pick_sql(with_mode: bool, with_exclude: bool, lacking: tuple[str, ...] = ()) -> str:
     """The pick statement in psycopg's own parameter style (run on a raw connection)."""
-    key = ("postgresql-raw", with_mode, with_exclude)
+    key = ("postgresql-raw", with_mode, with_exclude, lacking)
     sql = _pick_statements.get(key)
     if sql is None:
         quota = _QUOTA_FILTER["postgresql"] if with_mode else ""
@@ -228,6 +275,7 @@ def _postgres_pick_sql(with_mode: bool, with_exclude: bool) -> str:
             quota=quota.replace("CAST(:remaining_path AS text[])", "%(remaining_path)s::text[]")
             .replace("CAST(:reset_path AS text[])", "%(reset_path)s::text[]")
             .replace(":now_text", "%(now_text)s"),
+            tier=_tier_filter(lacking),
             exclude=" AND id <> ALL(%(exclude)s)" if with_exclude else "",
             lock=" FOR UPDATE SKIP LOCKED",
             fresh=_FRESH_ONLY,
@@ -248,7 +296,7 @@ def _pick_postgres(mode: str | None, exclude: Collection[int], now: datetime) ->
         )
     if exclude:
         params["exclude"] = list(exclude)
-    sql = _postgres_pick_sql(bool(mode), bool(exclude))
+    sql = _postgres_pick_sql(bool(mode), bool(exclude), tiers_lacking(mode))
     engine = _pick_engine()
     for attempt in (1, 2):
         raw = engine.raw_connection()
@@ -291,7 +339,8 @@ def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Leas
     if mode:
         params.update(_quota_paths("sqlite", mode), now_text=quota_instant(now))
     with write_transaction() as conn:
-        row = conn.execute(_pick_statement(bool(mode), bool(exclude)), params).first()
+        statement = _pick_statement(bool(mode), bool(exclude), tiers_lacking(mode))
+        row = conn.execute(statement, params).first()
     if row is not None:
         return _lease(row)
     raise exhausted_error(mode, exclude)
@@ -313,35 +362,70 @@ def claim_account(account_id: int, mode: str | None = None, *, who: str = "this 
             )
         if row.status == AccountStatus.DISABLED:
             raise NoAccount(f"{who} is disabled by the operator")
+        if not tier_has(row.tier, mode):
+            raise NoAccount(f"{who} is a {row.tier}-tier grok account, which has no {mode} mode")
         if row.status == AccountStatus.COOLING and row.cooldown_until and row.cooldown_until > now:
             wait = (row.cooldown_until - now).total_seconds()
+            why = row.last_error or ""
+            what = (
+                "is rate-limited by grok.com"
+                if why.startswith("rate_limited") or not why
+                else f"is cooling ({why})"
+            )
             raise RateLimited(
-                f"{who} is rate-limited by grok.com; it returns in {_human(wait)}",
+                f"{who} {what}; it returns in {_human(wait)}",
                 retry_after=max(1, int(wait + 0.999)),
             )
         reset = quota_blocks(row.quota, mode, now)
         if reset is not None:
             wait = (reset - now).total_seconds()
             raise RateLimited(
-                f"{who} has used up its {mode} quota; it resets in {_human(wait)}",
+                f"{who} is rate-limited for {mode} by grok.com until {clock(reset)}; "
+                f"it resets in {_human(wait)}",
                 retry_after=max(1, int(wait + 0.999)),
             )
         return _stamp_used(conn, row.id, now)
 
 
-def _usable_exists(mode: str | None, exclude: Collection[int]) -> bool:
+def _blocked_until(row: Any, mode: str | None, now: datetime) -> datetime | None:
+    """When a usable-status row could serve `mode` again (None: it can now)."""
+    if row.status == AccountStatus.COOLING and row.cooldown_until and row.cooldown_until > now:
+        return row.cooldown_until
+    return quota_blocks(row.quota, mode, now)
+
+
+def _candidates(mode: str | None) -> list[Any]:
     now = utcnow()
     with db.engine.connect() as conn:
-        rows = conn.execute(select(accounts.c.id, accounts.c.quota).where(_usable(now))).all()
-    return any(row.id not in exclude and quota_blocks(row.quota, mode, now) is None for row in rows)
+        rows = conn.execute(
+            select(accounts.c.id, accounts.c.quota, accounts.c.tier).where(_usable(now))
+        ).all()
+    return [
+        row
+        for row in rows
+        if tier_has(row.tier, mode) and quota_blocks(row.quota, mode, now) is None
+    ]
+
+
+def _usable_exists(mode: str | None, exclude: Collection[int]) -> bool:
+    return any(row.id not in exclude for row in _candidates(mode))
 
 
 def has_usable(mode: str | None = None) -> bool:
     """Whether some account could be picked right now for `mode`."""
-    now = utcnow()
+    return bool(_candidates(mode))
+
+
+def servable_tiers() -> set[str | None]:
+    """The tiers of the accounts in rotation (active, or cooling for now); None = not known."""
     with db.engine.connect() as conn:
-        rows = conn.execute(select(accounts.c.quota).where(_usable(now))).all()
-    return any(quota_blocks(row.quota, mode, now) is None for row in rows)
+        return set(
+            conn.execute(
+                select(accounts.c.tier)
+                .where(accounts.c.status.in_((AccountStatus.ACTIVE, AccountStatus.COOLING)))
+                .distinct()
+            ).scalars()
+        )
 
 
 def exhausted_error(mode: str | None, exclude: Collection[int] = ()):
@@ -349,34 +433,61 @@ def exhausted_error(mode: str | None, exclude: Collection[int] = ()):
     now = utcnow()
     with db.engine.connect() as conn:
         rows = conn.execute(
-            select(accounts.c.id, accounts.c.status, accounts.c.cooldown_until, accounts.c.quota)
+            select(
+                accounts.c.id,
+                accounts.c.status,
+                accounts.c.cooldown_until,
+                accounts.c.quota,
+                accounts.c.tier,
+            )
         ).all()
     if not rows:
         return NoAccount(
             "the token pool is empty: add SSO tokens with POST /api/batch-add-grok-token"
         )
     returns: list[datetime] = []
+    cooling = False  # some account is out as a whole (its streams kept breaking off)
+    lacking: dict[str, int] = {}
     for row in rows:
         if row.id in exclude or row.status in (AccountStatus.INVALID, AccountStatus.DISABLED):
             continue
-        if row.status == AccountStatus.COOLING and row.cooldown_until and row.cooldown_until > now:
-            returns.append(row.cooldown_until)
+        if not tier_has(row.tier, mode):
+            lacking[row.tier] = lacking.get(row.tier, 0) + 1
             continue
-        reset = quota_blocks(row.quota, mode, now)
-        if reset is not None:
-            returns.append(reset)
+        until = _blocked_until(row, mode, now)
+        if until is not None:
+            returns.append(until)
+            cooling = cooling or row.status == AccountStatus.COOLING
     if returns:
-        wait = (min(returns) - now).total_seconds()
+        first = min(returns)
+        wait = (first - now).total_seconds()
+        what = f"rate-limited for {mode} by grok.com" if mode else "rate-limited by grok.com"
+        if cooling:
+            what += " or cooling after failures"
         return RateLimited(
-            "every usable account is rate-limited by grok.com; "
-            f"the first returns in {_human(wait)}",
+            f"every usable account is {what}; "
+            f"the first returns at {clock(first)} (in {_human(wait)})",
             retry_after=max(1, int(wait + 0.999)),
+        )
+    if lacking and mode:
+        tiers = ", ".join(f"{n} {tier}-tier" for tier, n in sorted(lacking.items()))
+        return NoAccount(
+            f"no account in the pool has the {mode} mode ({tiers}); add an account whose "
+            f"subscription includes {mode}"
         )
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     return NoAccount(f"no usable account in the pool ({summary}); add or re-add SSO tokens")
+
+
+def clock(moment: datetime) -> str:
+    """A time of day for messages, "14:05 UTC" (the date too when it is not today)."""
+    moment = moment.astimezone(UTC)
+    if moment.date() != utcnow().date():
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return moment.strftime("%H:%M UTC")
 
 
 def _human(seconds: float) -> str:
@@ -434,6 +545,114 @@ def record_failure(account_id: int, reason: str) -> None:
     _update(account_id, fail_count=accounts.c.fail_count + 1, last_error=reason[:MAX_ERROR_LENGTH])
 
 
+def limit_mode(account_id: int, mode: str, seconds: float, reason: str) -> datetime:
+    """Rate limited on `mode`: that mode only is out of rotation until the reset; returns it.
+
+    The block lives in the mode's quota entry (remaining 0, reset_at), which the pick's quota
+    filter already reads, so the account's other modes stay in rotation at no extra cost.
+    """
+    until = utcnow() + timedelta(seconds=max(1.0, seconds))
+    with write_transaction() as conn:
+        query = select(accounts.c.quota).where(accounts.c.id == account_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        current = conn.execute(query).scalar_one_or_none()
+        snapshot = dict(current or {})
+        entry = dict(snapshot.get(mode) or {})
+        entry.update(remaining=0, reset_at=reset_instant(until))
+        snapshot[mode] = entry
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(
+                quota=snapshot,
+                fail_count=accounts.c.fail_count + 1,
+                last_error=reason[:MAX_ERROR_LENGTH],
+                updated_at=utcnow(),
+            )
+        )
+    log.info("account %s rate-limited for %s for %.0f s: %s", account_id, mode, seconds, reason)
+    return until
+
+
+# A reply that ended well: one query of its mode is spent (the stored count follows grok.com's
+# between quota reads) and the account's run of broken streams ends. One statement, so
+# concurrent replies on one account each count; a count already at 0 (or unknown) stays.
+_SUCCESS_SQL = {
+    "sqlite": """
+UPDATE accounts SET stream_failures = 0, quota = CASE
+    WHEN json_type(quota, :path) IN ('integer', 'real') AND json_extract(quota, :path) > 0
+    THEN json_set(quota, :path, json_extract(quota, :path) - 1) ELSE quota END
+WHERE id = :id""",
+    "postgresql": """
+UPDATE accounts SET stream_failures = 0, quota = CASE
+    WHEN json_typeof(quota #> CAST(:path AS text[])) = 'number' THEN CASE
+        WHEN CAST(quota #>> CAST(:path AS text[]) AS numeric) > 0
+        THEN CAST(jsonb_set(CAST(quota AS jsonb), CAST(:path AS text[]),
+            to_jsonb(CAST(quota #>> CAST(:path AS text[]) AS numeric) - 1)) AS json)
+        ELSE quota END
+    ELSE quota END
+WHERE id = :id""",
+}
+
+
+def record_success(account_id: int, mode: str | None) -> None:
+    """A reply on this account ended well: spend one query of `mode`, end a broken-stream run."""
+    with write_transaction() as conn:
+        dialect = conn.dialect.name
+        if not mode:
+            conn.execute(
+                update(accounts).where(accounts.c.id == account_id).values(stream_failures=0)
+            )
+            return
+        path = _quota_paths(dialect, mode)["remaining_path"]
+        conn.execute(text(_SUCCESS_SQL[dialect]), {"id": account_id, "path": path})
+
+
+def record_stream_failure(
+    account_id: int, reason: str, *, cool_after: int, cool_seconds: float
+) -> datetime | None:
+    """A reply broke off mid-stream: count it; `cool_after` in a row cool the account.
+
+    Returns when the account returns if this failure cooled it, else None.
+    """
+    with write_transaction() as conn:
+        failures = conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(
+                stream_failures=accounts.c.stream_failures + 1,
+                fail_count=accounts.c.fail_count + 1,
+                last_error=reason[:MAX_ERROR_LENGTH],
+                updated_at=utcnow(),
+            )
+            .returning(accounts.c.stream_failures)
+        ).scalar_one_or_none()
+        if failures is None or failures < cool_after:
+            return None
+        until = utcnow() + timedelta(seconds=max(1.0, cool_seconds))
+        why = f"{failures} replies in a row broke off mid-stream (last: {reason})"
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(
+                status=AccountStatus.COOLING,
+                cooldown_until=until,
+                stream_failures=0,
+                last_error=why[:MAX_ERROR_LENGTH],
+            )
+        )
+    log.warning("account %s cooling for %.0f s: %s", account_id, cool_seconds, why)
+    return until
+
+
+def set_tier(account_id: int, tier: str | None) -> None:
+    """Remember the tier read from the account's quota totals."""
+    if tier is not None:
+        with write_transaction() as conn:
+            conn.execute(update(accounts).where(accounts.c.id == account_id).values(tier=tier))
+
+
 def store_quota(account_id: int, mode: str, quota: dict[str, Any]) -> None:
     """Remember the last known quota of one mode (merged into the account's snapshot)."""
     with write_transaction() as conn:
@@ -464,5 +683,5 @@ def _canonical_quota(quota: dict[str, Any]) -> dict[str, Any]:
         reset = None
     if reset is not None and reset.tzinfo is None:
         reset = reset.replace(tzinfo=UTC)
-    entry["reset_at"] = quota_instant(reset) if reset is not None else None
+    entry["reset_at"] = reset_instant(reset) if reset is not None else None
     return entry

@@ -15,8 +15,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -47,7 +48,10 @@ from .grok.events import (
     Heartbeat,
     ReplyFinished,
     ReplyStarted,
+    TextDelta,
+    ThinkingDelta,
     TitleChanged,
+    ToolStep,
     UserTurn,
 )
 from .logs import note_served
@@ -66,9 +70,26 @@ RATE_LIMIT_PROBE_TIMEOUT = 5.0
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_UNRECORDED = 10_000  # conversation writes kept through a database outage
 _UUID = re.compile(r"\A[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
+# Events that show a thinking model reasoned (a deep-search step is reasoning too).
+_REASONING = (ThinkingDelta, ToolStep)
 USER_ACCOUNT_REMOVED = (
     "your grok account was removed from the gateway; ask the operator to log you in again"
 )
+
+
+class NoReasoning(grok_errors.UpstreamBroken):
+    """A thinking model's reply began its answer with no reasoning at all: a weak turn that
+    another account answers properly (caught before the first byte, counted on the account)."""
+
+    kind = "no_reasoning"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What one failed attempt said, for the final error: its kind and when it clears."""
+
+    kind: str
+    until: datetime | None = None
 
 
 @dataclass
@@ -220,6 +241,7 @@ def _open_reply(
         prompt = _prompt(flatten_messages, chat)
         parent = None
     attachments = _fetch_images(prompt.images)
+    message = _long_prompt(prompt.text, attachments, conversation is None)
     config = current_app.config
     heartbeat = None if read_all else config["SSE_KEEPALIVE_SECONDS"]
     conversation_id = conversation.conversation_id if conversation else None
@@ -228,24 +250,25 @@ def _open_reply(
     budget = float(config["UPSTREAM_TOTAL_TIMEOUT"])
     deadline = time.monotonic() + budget
     tried: list[int] = []
+    failures: list[Failure] = []
     last_error: grok_errors.GrokError | None = None
     for _ in range(config["MAX_ATTEMPTS"]):
         if last_error is not None and time.monotonic() >= deadline:
             log.info("time budget of %g s spent after %d attempts", budget, len(tried))
-            raise _final_answer(last_error, spec.mode, tried)
+            raise _final_answer(last_error, spec.mode, tried, failures)
         try:
             attempt = _next_attempt(caller, spec, conversation, tried)
         except APIError as exhausted:
             if last_error is None:
                 raise
-            raise _final_answer(last_error, spec.mode, tried) from exhausted
+            raise _final_answer(last_error, spec.mode, tried, failures) from exhausted
         if attempt.account_id is not None:
             tried.append(attempt.account_id)
         try:
             turn = ChatTurn(
                 token=attempt.token,
                 spec=spec,
-                message=prompt.text,
+                message=message,
                 user_id=attempt.user_id,
                 attachments=attachments,
                 conversation_id=conversation_id,
@@ -260,8 +283,9 @@ def _open_reply(
             last_error = exc
             if cut_short and isinstance(exc, grok_errors.UpstreamTimeout):
                 log.info("attempt on account %s ran out of budget", attempt.account_id)
+                failures.append(Failure(exc.kind))
             else:
-                _report(attempt, exc, spec.mode)
+                failures.append(_report(attempt, exc, spec.mode))
             if not _may_fail_over(caller, conversation, exc):
                 raise answer_for(exc, attempt.who) from None
             log.info(
@@ -272,7 +296,22 @@ def _open_reply(
         note_served(attempt.account_id, preview(attempt.token), spec.name)
         return opened
     assert last_error is not None
-    raise _final_answer(last_error, spec.mode, tried)
+    raise _final_answer(last_error, spec.mode, tried, failures)
+
+
+LONG_PROMPT_INSTRUCTION = (
+    "The conversation so far is in the attached text file, too long to paste here. Read it "
+    "whole, then answer its last user message as the assistant, without mentioning the file."
+)
+
+
+def _long_prompt(text: str, attachments: list[tuple[bytes, str]], flattened: bool) -> str:
+    """The message to send: a flattened history above MAX_PROMPT_CHARS goes as an attached
+    text file with a short instruction, as grok.com's own app does for long pastes."""
+    if not flattened or len(text) <= current_app.config["MAX_PROMPT_CHARS"]:
+        return text
+    attachments.insert(0, (text.encode("utf-8", errors="replace"), "text/plain"))
+    return LONG_PROMPT_INSTRUCTION
 
 
 def _prompt(build, chat: ChatRequest) -> Prompt:
@@ -372,6 +411,9 @@ def _try(
     if conversation_id:
         # Continuations carry no conversation frame; the reply still names its conversation.
         opened.buffered.append(ConversationStarted(conversation_id))
+    # The quality guard: a thinking model whose answer starts with no reasoning before it is a
+    # weak turn; it is still unsent here, so another account can answer instead.
+    check_reasoning = _expects_reasoning(turn.spec)
     try:
         for batch in stream:
             if isinstance(batch, Heartbeat):
@@ -380,6 +422,14 @@ def _try(
                 break
             content = False
             for event in batch:
+                if check_reasoning:
+                    if isinstance(event, _REASONING):
+                        check_reasoning = False
+                    elif isinstance(event, TextDelta) and event.text.strip():
+                        raise NoReasoning(
+                            f"grok.com answered {turn.spec.name} with no reasoning at all "
+                            "(a thinking model's weak turn)"
+                        )
                 opened.buffered.append(event)
                 if isinstance(event, ConversationStarted):
                     opened.conversation_id = event.conversation_id
@@ -391,7 +441,21 @@ def _try(
     except BaseException:
         reply.close()
         raise
+    if read_all and attempt.account_id is not None:
+        pool.record_success(attempt.account_id, turn.spec.mode)  # the whole reply is read
     return opened
+
+
+def _expects_reasoning(spec: ModelSpec) -> bool:
+    """Whether the quality guard may require reasoning before this model's answer."""
+    config = current_app.config
+    if not spec.thinking or not config["QUALITY_GUARD"]:
+        return False
+    if config["GROK_DIALECT"] == "legacy":
+        # E1 asks for reasoning per request (isReasoning, a DeepSearch preset): trust that.
+        legacy = spec.fields_for("legacy")
+        return bool(legacy.get("isReasoning") or legacy.get("deepsearchPreset"))
+    return True
 
 
 def _may_fail_over(caller: Caller, conversation: Conversation | None, exc: Exception) -> bool:
@@ -401,17 +465,27 @@ def _may_fail_over(caller: Caller, conversation: Conversation | None, exc: Excep
     return not isinstance(exc, grok_errors.ConversationNotFound | grok_errors.InvalidRequest)
 
 
-def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> None:
+def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> Failure:
     """Record what the failure says about the account (nothing for Cloudflare/anti-bot)."""
+    if isinstance(exc, grok_errors.RateLimited):
+        failure = Failure("rate_limited")
+    elif isinstance(exc, grok_errors.InvalidCredentials):
+        failure = Failure("invalid")
+    elif isinstance(exc, grok_errors.UpstreamBroken):
+        failure = Failure(exc.kind)
+    else:
+        failure = Failure("blocked" if isinstance(exc, grok_errors.Blocked) else exc.kind)
     if attempt.account_id is None:
-        return
+        return failure
     reason = f"{exc.kind}: {exc.message}"
     if isinstance(exc, grok_errors.RateLimited):
+        # Only this mode is used up (or over its spending cap): the account's others go on.
         wait = exc.wait_seconds or _probe_wait(attempt, mode)
-        pool.mark_cooling(
-            attempt.account_id, wait or current_app.config["COOLDOWN_SECONDS"], reason
+        until = pool.limit_mode(
+            attempt.account_id, mode, wait or current_app.config["COOLDOWN_SECONDS"], reason
         )
-    elif isinstance(exc, grok_errors.InvalidCredentials):
+        return Failure("rate_limited", until)
+    if isinstance(exc, grok_errors.InvalidCredentials):
         pool.mark_invalid(attempt.account_id, reason)
     elif isinstance(exc, grok_errors.UpstreamBroken):
         pool.record_failure(attempt.account_id, reason)
@@ -420,6 +494,7 @@ def _report(attempt: Attempt, exc: grok_errors.GrokError, mode: str) -> None:
         log.info("grok.com refused the request on account %s: %s", attempt.account_id, exc.kind)
     else:
         log.warning("grok.com refused a request on account %s: %s", attempt.account_id, reason)
+    return failure
 
 
 def _probe_wait(attempt: Attempt, mode: str) -> float | None:
@@ -433,6 +508,71 @@ def _probe_wait(attempt: Attempt, mode: str) -> float | None:
         cooldown = float(current_app.config["COOLDOWN_SECONDS"])
         pool.store_quota(attempt.account_id, mode, quota_entry(quota, utcnow(), cooldown))
     return quota.wait_seconds
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _failure_phrase(kind: str, count: int, mode: str, until: datetime | None) -> str:
+    """One part of a mixed final error, e.g. "2 accounts rate-limited for fast until 14:05 UTC"."""
+    if kind == "rate_limited":
+        when = f" until {pool.clock(until)}" if until else ""
+        return _plural(count, "account", "accounts") + f" rate-limited for {mode}{when}"
+    if kind == "invalid":
+        return _plural(count, "account", "accounts") + " rejected (SSO token no longer valid)"
+    if kind == "blocked":
+        return _plural(count, "attempt", "attempts") + " blocked by Cloudflare or anti-bot rules"
+    owner = _plural(count, "account's reply", "accounts' replies")
+    if kind == "no_reasoning":
+        return f"{owner} came with no reasoning"
+    if kind == "degraded":
+        return f"{owner} searched a placeholder query (a degraded turn)"
+    return f"{owner} broke off"
+
+
+def _final_answer(
+    last: grok_errors.GrokError, mode: str, tried: list[int], failures: Sequence[Failure] = ()
+) -> APIError:
+    """After MAX_ATTEMPTS: why nobody could answer, each reason said when they differ."""
+    kinds = {failure.kind for failure in failures}
+    if len(kinds) > 1:
+        return _mixed_answer(mode, failures)
+    if not isinstance(last, grok_errors.RateLimited | grok_errors.InvalidCredentials):
+        return answer_for(last, "grok.com")
+    if not pool.has_usable(mode):
+        return pool.exhausted_error(mode)
+    if isinstance(last, grok_errors.RateLimited):
+        return RateLimitedAnswer(
+            f"the {len(tried)} accounts tried in turn were rate-limited for {mode} by grok.com; "
+            "other accounts remain, so a retry uses them",
+            retry_after=1,
+        )
+    return NoAccount(
+        f"the {len(tried)} accounts tried in turn were rejected by grok.com and are now marked "
+        "invalid; other accounts remain, so a retry uses them"
+    )
+
+
+def _mixed_answer(mode: str, failures: Sequence[Failure]) -> APIError:
+    """Attempts that failed for different reasons: one part per reason, in order of first."""
+    parts: dict[str, list[Failure]] = {}
+    for failure in failures:
+        parts.setdefault(failure.kind, []).append(failure)
+    said = []
+    for kind, group in parts.items():
+        untils = [failure.until for failure in group if failure.until is not None]
+        said.append(_failure_phrase(kind, len(group), mode, min(untils) if untils else None))
+    message = f"no account could answer: {', '.join(said)}"
+    if set(parts) <= {"rate_limited", "invalid"}:
+        if not pool.has_usable(mode):
+            exhausted = pool.exhausted_error(mode)
+            exhausted.message = f"{message}; {exhausted.message}"
+            return exhausted
+        return RateLimitedAnswer(
+            f"{message}; other accounts remain, so a retry uses them", retry_after=1
+        )
+    return UpstreamFailed(f"{message}; a retry tries other accounts", code="upstream_error")
 
 
 def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:
@@ -480,24 +620,6 @@ def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:
             code="upstream_blocked",
         )
     return UpstreamFailed(f"grok.com failed: {exc.message}", code="upstream_error")
-
-
-def _final_answer(last: grok_errors.GrokError, mode: str, tried: list[int]) -> APIError:
-    """After MAX_ATTEMPTS: why nobody could answer."""
-    if not isinstance(last, grok_errors.RateLimited | grok_errors.InvalidCredentials):
-        return answer_for(last, "grok.com")
-    if not pool.has_usable(mode):
-        return pool.exhausted_error(mode)
-    if isinstance(last, grok_errors.RateLimited):
-        return RateLimitedAnswer(
-            f"the {len(tried)} accounts tried in turn were rate-limited by grok.com and are "
-            "cooling; other accounts remain, so a retry uses them",
-            retry_after=1,
-        )
-    return NoAccount(
-        f"the {len(tried)} accounts tried in turn were rejected by grok.com and are now marked "
-        "invalid; other accounts remain, so a retry uses them"
-    )
 
 
 def _record_conversation(
@@ -596,7 +718,8 @@ def finish_reply(app, opened: OpenedReply, mode: str) -> None:
 
 
 def _record_outcome(opened: OpenedReply, outcome: Outcome, mode: str) -> None:
-    """A mid-stream failure counts against the account; a new reply id becomes the parent."""
+    """A mid-stream failure counts against the account (broken ones in a row cool it), a reply
+    that ended well spends its mode's query; a new reply id becomes the parent."""
     if outcome.response_id and opened.conversation_id and outcome.response_id != opened.response_id:
         # First: the next turn's parent matters more than the account's failure count.
         _write_bookkeeping(
@@ -605,7 +728,19 @@ def _record_outcome(opened: OpenedReply, outcome: Outcome, mode: str) -> None:
             .values(last_response_id=outcome.response_id, updated_at=utcnow()),
             opened,
         )
-    if outcome.error is not None:
-        _report(Attempt(opened.token, opened.account_id, ""), outcome.error, mode)
+    error = outcome.error
+    if opened.account_id is not None:
+        if error is None:
+            pool.record_success(opened.account_id, mode)
+        elif isinstance(error, grok_errors.UpstreamBroken):
+            config = current_app.config
+            pool.record_stream_failure(
+                opened.account_id,
+                f"{error.kind}: {error.message}",
+                cool_after=config["STREAM_FAILURES_TO_COOL"],
+                cool_seconds=config["STREAM_FAILURE_COOL_SECONDS"],
+            )
+        else:
+            _report(Attempt(opened.token, opened.account_id, ""), error, mode)
     if outcome.title and opened.conversation_id:
         chat_history.note_grok_title(opened.conversation_id, outcome.title)

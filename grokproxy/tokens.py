@@ -110,10 +110,30 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
     return "internal_error", "could not check the token: unexpected error (see the server log)"
 
 
+# Failures of the path, not of the account: the same call through the next proxy may succeed.
+# The transport has already benched the proxy that failed (as for chat), so a retry takes another.
+_PATH_FAILURES = (grok_errors.Blocked, grok_errors.UpstreamBroken)
+MAX_PROXY_RETRIES = 3
+
+
+def _through_proxies(client: GrokClient, call, *args: Any, **kwargs: Any) -> Any:
+    """`call(*args)`, retried through the next proxy when the path failed (bounded by the
+    number of proxies configured, at most MAX_PROXY_RETRIES more tries)."""
+    retries = max(0, min(MAX_PROXY_RETRIES, len(client.settings.proxy_urls) - 1))
+    for attempt in range(retries + 1):
+        try:
+            return call(*args, **kwargs)
+        except _PATH_FAILURES as exc:
+            if attempt == retries:
+                raise
+            log.info("%s failed through a proxy (%s); trying the next", call.__name__, exc.kind)
+    raise AssertionError("unreachable")
+
+
 def _resolve(client: GrokClient, token: str) -> AccountIdentity | BaseException:
     """Who a token belongs to, or the exception that says why not (runs in a worker thread)."""
     try:
-        return client.auth_session(token)
+        return _through_proxies(client, client.auth_session, token)
     except grok_errors.GrokError as exc:
         return exc
     except Exception as exc:  # a bug must cost one token, not the whole batch
@@ -151,7 +171,7 @@ def _fetch_quotas(
     result: dict[str, Quota | BaseException] = {}
     for mode in modes:
         try:
-            result[mode] = client.rate_limits(token, mode)
+            result[mode] = _through_proxies(client, client.rate_limits, token, mode)
         except grok_errors.GrokError as exc:
             result[mode] = exc
             if isinstance(exc, grok_errors.InvalidCredentials | grok_errors.Blocked):
@@ -163,16 +183,45 @@ def _fetch_quotas(
     return result
 
 
+# A free account's fast window is a day long and holds 30 queries (paid ones: 2 h, 140 or more).
+FREE_FAST_TOTAL = 30
+FREE_WINDOW_SECONDS = 14400
+HEAVY_FAST_TOTAL = 400
+
+
+def detect_tier(quotas: dict[str, Quota]) -> str | None:
+    """free / paid / heavy from the rate-limit totals per mode (None when they do not say)."""
+    heavy, fast, expert = quotas.get("heavy"), quotas.get("fast"), quotas.get("expert")
+    if (heavy is not None and (heavy.total or 0) > 0) or (
+        fast is not None and (fast.total or 0) >= HEAVY_FAST_TOTAL
+    ):
+        return "heavy"
+    if fast is not None and fast.total is not None:
+        small = fast.total <= FREE_FAST_TOTAL
+        long_window = (fast.window_seconds or 0) >= FREE_WINDOW_SECONDS
+        if small or long_window or (expert is not None and expert.total == 0):
+            return "free"
+        return "paid"
+    if expert is not None and (expert.total or 0) > 0:
+        return "paid"
+    return None
+
+
 def _store_quotas(account_id: int, fetched: dict[str, Quota | BaseException]) -> str | None:
-    """Remember the fetched quotas; returns the first error's message, if any."""
+    """Remember the fetched quotas and the tier they show; returns the first error's message."""
     now = utcnow()
     default_wait = float(current_app.config["COOLDOWN_SECONDS"])
     problem = None
+    read: dict[str, Quota] = {}
     for mode, quota in fetched.items():
         if isinstance(quota, Quota):
+            read[mode] = quota
+            if quota.total == 0:
+                continue  # a mode the tier lacks: the tier says so, no snapshot needed
             pool.store_quota(account_id, mode, quota_entry(quota, now, default_wait))
         elif problem is None:
             problem = describe_failure(quota)[1]
+    pool.set_tier(account_id, detect_tier(read))
     return problem
 
 
@@ -362,20 +411,69 @@ def _refresh(client: GrokClient, jobs: list[tuple[int, str]]) -> dict[int, str |
     return problems
 
 
-def refresh_quotas() -> list[dict[str, Any]]:
-    """Fetch every usable account's quotas (invalid and disabled ones are left alone)."""
+def refresh_quotas(ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Fetch every usable account's quotas, or those of `ids` (invalid and disabled ones are
+    left alone)."""
     box: SecretBox = current_app.extensions["grokproxy.secrets"]
-    rows = db.session.execute(
+    query = (
         select(Account.id, Account.email_md5, Account.token_encrypted)
         .where(Account.status.in_((AccountStatus.ACTIVE, AccountStatus.COOLING)))
         .order_by(Account.id)
-    ).all()
+    )
+    if ids is not None:
+        query = query.where(Account.id.in_(list(ids)))
+    rows = db.session.execute(query).all()
     db.session.commit()  # end the read before the network work
     jobs = [(row.id, box.decrypt(row.token_encrypted)) for row in rows]
     problems = _refresh(grok_client(), jobs) if jobs else {}
     return [
         {"id": row.id, "email_md5": row.email_md5, "error": problems.get(row.id)} for row in rows
     ]
+
+
+def _due(row: Any, stale_before: datetime, now: datetime) -> bool:
+    """Whether an account's snapshot is too old, or one of its used-up windows has reset."""
+    if row.quota_checked_at is None or row.quota_checked_at < stale_before:
+        return True
+    for entry in (row.quota or {}).values():
+        if isinstance(entry, dict) and entry.get("remaining") == 0 and entry.get("reset_at"):
+            with contextlib.suppress(TypeError, ValueError):
+                if datetime.fromisoformat(entry["reset_at"]) <= now:
+                    return True
+    return False
+
+
+def refresh_due(limit: int | None = None) -> list[dict[str, Any]]:
+    """Re-read the quotas of usable accounts whose snapshot is older than QUOTA_REFRESH_SECONDS
+    or whose used-up window has reset, oldest first, at most `limit` of them."""
+    now = utcnow()
+    stale_before = now - timedelta(seconds=current_app.config["QUOTA_REFRESH_SECONDS"])
+    rows = db.session.execute(
+        select(Account.id, Account.email_md5, Account.quota, Account.quota_checked_at)
+        .where(Account.status.in_((AccountStatus.ACTIVE, AccountStatus.COOLING)))
+        .order_by(Account.quota_checked_at.is_not(None), Account.quota_checked_at, Account.id)
+    ).all()
+    db.session.commit()
+    due = [row.id for row in rows if _due(row, stale_before, now)]
+    return refresh_quotas(due[:limit] if limit is not None else due) if due else []
+
+
+def refresh_batch_size(accounts: int, tick: float) -> int:
+    """Accounts to refresh per tick so that every snapshot is read once per
+    QUOTA_REFRESH_SECONDS, evenly over time rather than in one burst."""
+    interval = float(current_app.config["QUOTA_REFRESH_SECONDS"])
+    return max(1, math.ceil(accounts * tick / interval))
+
+
+def usable_count() -> int:
+    """How many accounts are active or cooling (those whose quotas are kept current)."""
+    count = db.session.scalar(
+        select(func.count())
+        .select_from(Account)
+        .where(Account.status.in_((AccountStatus.ACTIVE, AccountStatus.COOLING)))
+    )
+    db.session.commit()
+    return count or 0
 
 
 def display_status(account: Account, now: datetime) -> str:
@@ -389,6 +487,32 @@ def display_status(account: Account, now: datetime) -> str:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def mode_states(account: Account, now: datetime) -> dict[str, dict[str, Any]]:
+    """Each catalog mode of an account: `ready`, `limited` (until `reset_at`) or `unavailable`
+    (its tier lacks the mode), with the last known remaining and total counts."""
+    snapshot = account.quota or {}
+    states: dict[str, dict[str, Any]] = {}
+    for mode in dict.fromkeys([*quota_modes(), *snapshot]):
+        entry = snapshot.get(mode) if isinstance(snapshot.get(mode), dict) else {}
+        remaining, total = entry.get("remaining"), entry.get("total")
+        reset = pool.quota_blocks(snapshot, mode, now)
+        if not pool.tier_has(account.tier, mode):
+            state = "unavailable"
+        elif reset is not None:
+            state = "limited"
+        else:
+            state = "ready"
+            if remaining == 0 and total is not None:
+                remaining = total  # its window has reset since the snapshot was taken
+        states[mode] = {
+            "state": state,
+            "remaining": remaining,
+            "total": total,
+            "reset_at": _iso(reset),
+        }
+    return states
 
 
 def account_view(account: Account, users: int, now: datetime) -> dict[str, Any]:
@@ -405,6 +529,9 @@ def account_view(account: Account, users: int, now: datetime) -> dict[str, Any]:
         "last_used_at": _iso(account.last_used_at),
         "cooldown_until": _iso(account.cooldown_until) if status == AccountStatus.COOLING else None,
         "last_error": account.last_error,
+        "tier": account.tier,
+        "modes": mode_states(account, now),
+        "stream_failures": account.stream_failures,
         "quota": account.quota or {},
         "quota_checked_at": _iso(account.quota_checked_at),
         "users": users,

@@ -108,7 +108,10 @@ def test_first_account_rate_limited_is_answered_by_the_second(chat, emu):
     assert response.status_code == 200
     assert response.get_json()["choices"][0]["message"]["content"].startswith("Echo")
     with app.app_context():
-        assert db.session.get(Account, limited).status == AccountStatus.COOLING
+        # Only the mode asked for (grok-3 is fast) is blocked; the account stays in rotation.
+        account = db.session.get(Account, limited)
+        assert account.status == AccountStatus.ACTIVE
+        assert account.quota["fast"]["remaining"] == 0 and account.quota["fast"]["reset_at"]
         assert db.session.get(Account, good).use_count == 1
 
 

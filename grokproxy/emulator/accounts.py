@@ -20,13 +20,19 @@ prefix at the start of the payload's `session_id`:
     emu-spending-…     chat 402 code 8 `personal-team-blocked:spending-limit` (socket: error event)
     emu-domainrejected-…  403 code 3 `[WKE=account:email-domain-rejected]`; session unauthenticated
     emu-degraded-…     socket turn searches a placeholder query, then answers unrelated text
+    emu-noreasoning-…  a thinking mode (expert, heavy) answers with no reasoning at all
+
+A tier prefix picks the account's quotas instead (it combines with no fault):
+
+    emu-free-…         a free ("basic") account: fast 30 and auto 20 per 86 400 s window; every
+                       other mode has total 0 (rate-limits says so, chat answers 429 code 8)
 
 The socket gateway (`/ws/mgw/`) applies the same faults to its handshake and turns.
 
 A script (`/_emulator/script`) gives an account the answer text of its next replies, verbatim,
 over either transport, so tests can play what real models answer (tool calls above all).
 
-Everything else is a healthy "super" account (quotas as upstream.md §5.2).
+Everything else is a healthy account with every mode (the quotas below).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ FAULTS = (
     "spending",
     "domainrejected",
     "degraded",
+    "noreasoning",
 )
 
 # "super" tier (upstream.md §5.2); grok-420-computer-use-sa is grok-4.3 (50 per window).
@@ -65,6 +72,9 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "grok-420-computer-use-sa": 50,
 }
 DEFAULT_WINDOW_SECONDS = 7200
+# A free account (token prefix `emu-free-`): the basic tier of upstream.md §5.2.
+FREE_QUOTAS: dict[str, int] = {"auto": 20, "fast": 30}
+FREE_WINDOW_SECONDS = 86400
 
 EMAIL_DOMAIN = "emulator.grok.test"
 
@@ -112,6 +122,11 @@ def fault_label(token: str) -> str:
         if isinstance(claims, dict) and isinstance(claims.get("session_id"), str):
             return claims["session_id"]
     return token
+
+
+def is_free(token: str) -> bool:
+    """Whether the token's prefix makes a free-tier account."""
+    return fault_label(token).startswith("emu-free-")
 
 
 def prefix_fault(token: str) -> str | None:
@@ -163,9 +178,12 @@ class Account:
         """The window for a quota mode, created with defaults on first use."""
         q = self.quotas.get(mode)
         if q is None:
-            total = DEFAULT_QUOTAS.get(mode, 50)
+            if is_free(self.token):
+                total, window = FREE_QUOTAS.get(mode, 0), FREE_WINDOW_SECONDS
+            else:
+                total, window = DEFAULT_QUOTAS.get(mode, 50), DEFAULT_WINDOW_SECONDS
             remaining = 0 if prefix_fault(self.token) == "ratelimited" else total
-            q = Quota(total, DEFAULT_WINDOW_SECONDS, remaining, now)
+            q = Quota(total, window, remaining, now)
             self.quotas[mode] = q
         q.refresh(now)
         return q

@@ -350,6 +350,9 @@ class Emulator:
         dies = fault == "dies"
         if dies:
             account.consume_fault()
+        if fault == "noreasoning":
+            account.consume_fault()
+            chat.thinking = False  # the weak turn: a thinking mode that answers straight away
 
         user_rec = {
             "responseId": str(uuid.uuid4()),

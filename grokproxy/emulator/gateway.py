@@ -107,6 +107,7 @@ class Reply:
     dies: bool = False
     silent: bool = False
     degraded: bool = False
+    noreasoning: bool = False
     delay: float = 0.0
     answer: list[str] = field(default_factory=list)
     script: tuple[str, int] | None = None  # a scripted answer (text, piece size)
@@ -340,8 +341,9 @@ class Connection:
         reply = Reply(response_id, eid, cfg, delay=cfg.first_byte_delay)
         # Only a reply that streams uses up a scripted answer (`silent` never streams).
         reply.script = None if fault == "silent" else account.take_script()
-        if fault in ("slow", "dies", "silent", "degraded"):
+        if fault in ("slow", "dies", "silent", "degraded", "noreasoning"):
             account.consume_fault()
+            reply.noreasoning = fault == "noreasoning"
             reply.dies = fault == "dies"
             reply.silent = fault == "silent"
             reply.degraded = fault == "degraded"
@@ -430,7 +432,7 @@ class Connection:
         message = turn.message
         deep = bool(session.x_grok.get("workspace_ids")) or bool(_SEARCH_WORDS.search(message))
         searches = deep or reply.degraded
-        thinking = session.model in ("expert", "heavy") or searches
+        thinking = (session.model in ("expert", "heavy") or searches) and not reply.noreasoning
         yield (
             F.mgw_response(
                 "response.created", rid, "in_progress", client_event_id=reply.client_event_id

@@ -117,6 +117,13 @@ class ChatTurn:
     deadline: float | None = None
 
 
+def attachment_name(index: int, mime: str) -> str:
+    """The file name an attachment is uploaded under: a text file (a long prompt) or an image."""
+    if mime.startswith("text/"):
+        return f"conversation-{index + 1}.txt"
+    return f"image-{index + 1}.{mime.split('/')[-1]}"
+
+
 class Reply(Protocol):
     """An open chat reply of either transport (HTTP NDJSON stream or gateway socket)."""
 
@@ -284,9 +291,7 @@ class GrokClient:
         """
         token = _clean_token(turn.token)
         file_ids = [
-            self.upload_file(
-                token, f"image-{i + 1}.{mime.split('/')[-1]}", mime, data, deadline=turn.deadline
-            )
+            self.upload_file(token, attachment_name(i, mime), mime, data, deadline=turn.deadline)
             for i, (data, mime) in enumerate(turn.attachments)
         ]
         settings = self.settings

@@ -383,7 +383,7 @@ def open_turn(
         return limit if deadline is None else min(limit, deadline)
 
     sock = _connect(settings, proxy, turn.token, turn.user_id, by())
-    reply = GatewayReply(sock, settings.read_timeout)
+    reply = GatewayReply(sock, settings.read_timeout, detect_degraded=settings.quality_guard)
     try:
         session_id = str(uuid.uuid4())
         sock.send(session_create(session_id, turn))
@@ -414,9 +414,10 @@ class GatewayReply:
 
     status = 200
 
-    def __init__(self, sock: _Socket, read_timeout: float) -> None:
+    def __init__(self, sock: _Socket, read_timeout: float, *, detect_degraded: bool = True) -> None:
         self._sock = sock
         self._read_timeout = read_timeout
+        self._detect_degraded = detect_degraded
         self._parser = GatewayParser()
         self._pending: list[GrokEvent] = []  # events read while setting the session up
         self._aborted = False
@@ -476,7 +477,7 @@ class GatewayReply:
         # a degraded turn fails before anything reached the client and another account retries.
         held: list[GrokEvent] = []
         held_since: float | None = None
-        deciding = True
+        deciding = self._detect_degraded
         while not parser.done:
             now = time.monotonic()
             silence_limit = self.first_byte_by if waiting else last_heard + self._read_timeout
@@ -530,7 +531,7 @@ class GatewayReply:
                 if more is None:
                     break
                 events.extend(parser.feed(more))
-            if parser.degraded_query is not None:
+            if self._detect_degraded and parser.degraded_query is not None:
                 raise DegradedTurn(
                     "grok.com's gateway searched a placeholder query "
                     f"({parser.degraded_query!r}): a degraded turn"

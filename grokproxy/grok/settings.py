@@ -78,6 +78,8 @@ class GrokSettings:
     # From sending a request to the first byte of grok.com's answer (its headers, then the first
     # event of a chat reply).
     first_byte_timeout: float = 15.0
+    # Catch weak turns before the first byte (a degraded gateway turn raises DegradedTurn).
+    quality_guard: bool = True
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
@@ -105,4 +107,5 @@ class GrokSettings:
             first_byte_timeout=_float(
                 m.get("UPSTREAM_FIRST_BYTE_TIMEOUT"), 15.0, "first-byte timeout"
             ),
+            quality_guard=_bool(m.get("QUALITY_GUARD"), True),
         )

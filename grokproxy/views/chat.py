@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from .. import limits, relay
+from .. import limits, pool, relay
 from ..auth import chat_caller
 from ..bodies import json_body
 from ..errors import NotFound
@@ -75,9 +75,14 @@ def _cors_headers(response: Response) -> Response:
 @bp.get("/v1/models")
 @bp.get("/models")
 def list_models():
-    """The model catalog in OpenAI's list shape."""
-    chat_caller()
-    return jsonify({"object": "list", "data": [_model(spec) for spec in model_catalog()]})
+    """The catalog models some usable account can serve (all with MODELS_LIST_ALL), OpenAI's
+    list shape. A caller with its own SSO token sees them all: its tier is not known here."""
+    caller = chat_caller()
+    specs = list(model_catalog())
+    if caller.kind != "sso" and not current_app.config["MODELS_LIST_ALL"]:
+        tiers = pool.servable_tiers()
+        specs = [spec for spec in specs if any(pool.tier_has(t, spec.mode) for t in tiers)]
+    return jsonify({"object": "list", "data": [_model(spec) for spec in specs]})
 
 
 @bp.get("/v1/models/<path:model_id>")
