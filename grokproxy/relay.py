@@ -18,7 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import insert, select, update
 
-from . import pool
+from . import metrics, pool
 from .auth import Caller
 from .crypto import preview
 from .errors import APIError, BadRequest, Forbidden, NoAccount, NotFound, UpstreamFailed
@@ -185,6 +185,7 @@ def open_reply(
             if last_error is None:
                 raise
             raise _final_answer(last_error, spec.mode, tried) from exhausted
+        metrics.count_pick(caller.kind)
         if attempt.account_id is not None:
             tried.append(attempt.account_id)
         try:
@@ -200,13 +201,16 @@ def open_reply(
             opened = _try(attempt, turn, prompt, heartbeat, read_all)
         except grok_errors.GrokError as exc:
             last_error = exc
+            metrics.count_attempt(exc)
             _report(attempt, exc, spec.mode)
             if not _may_fail_over(caller, conversation, exc):
                 raise answer_for(exc, attempt.who) from None
             log.info(
                 "attempt on account %s failed (%s); trying the next", attempt.account_id, exc.kind
             )
+            metrics.count_failover()
             continue
+        metrics.count_attempt()
         _record_conversation(caller, chat, opened, conversation)
         note_served(attempt.account_id, preview(attempt.token), spec.name)
         return opened
