@@ -212,7 +212,7 @@ _CONVERTER = re.compile(r"<(?:[a-z]+(?:\([^)]*\))?:)?([A-Za-z_]\w*)>")
 
 
 def openapi_path(rule: str) -> str:
-    """A werkzeug rule (`/v1/models/<path:model_id>`) as an OpenAPI path (`/v1/models/{model_id}`)."""
+    """A werkzeug rule (`/models/<path:model_id>`) as an OpenAPI path (`/models/{model_id}`)."""
     return _CONVERTER.sub(r"{\1}", rule)
 
 
