@@ -79,8 +79,14 @@ class ChatCompletionSchema(_Open):
     choices = fields.List(fields.Nested(ChoiceSchema), required=True)
 
 
+class AddedAccountSchema(_Open):
+    email = fields.String(required=True)
+    email_md5 = fields.String(required=True)
+    status = fields.String(required=True)
+
+
 class BatchAddResultSchema(_Open):
-    email_list = fields.List(fields.String(), required=True)
+    email_list = fields.List(fields.Nested(AddedAccountSchema), required=True)
     failed = fields.List(fields.Raw(), required=True)
 
 
