@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=os.environ.get("GROKPROXY_INSTANCE_PATH") or None)
     register_config(app, config)
     register_logging(app)
+    register_mirror_api(app)
     register_extensions(app)
     register_upstream(app)
     register_error_handlers(app)
@@ -95,6 +96,16 @@ def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
 def register_logging(app: Flask) -> None:
     """One log handler and format, the secret filter, request ids and chat summary lines."""
     from .logs import init_app
+
+    init_app(app)
+
+
+def register_mirror_api(app: Flask) -> None:
+    """MIRROR_API_PREFIX and ENABLE_MIRROR_API: where, and for whom, the OpenAI API answers.
+
+    After the logging middleware, so the prefix is stripped before logs and metrics see a path;
+    before the blueprints, so the gate runs before the CORS preflight answers."""
+    from .mirror import init_app
 
     init_app(app)
 
