@@ -63,6 +63,13 @@ def _metrics_dir() -> str:
 _OWN_METRICS_DIR = False
 _METRICS_DIR = _metrics_dir()
 
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    # gunicorn logs before the app exists: JSON from its first line (LOG_FORMAT in README).
+    # Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR when it loads.
+    from grokproxy.logs import gunicorn_json_logger
+
+    logger_class = gunicorn_json_logger()
+
 
 def _empty_metrics_dir() -> None:
     # Values of an earlier run's processes would be summed into this run's: start empty.

@@ -101,6 +101,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def gunicorn_json_logger() -> type:
+    """gunicorn's Logger with JSON lines from its very first one (gunicorn.conf.py picks it when
+    LOG_FORMAT=json; the app's own setup only comes after gunicorn has started logging)."""
+    from gunicorn.glogging import Logger
+
+    class JsonLogger(Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                handler.setFormatter(JsonFormatter())
+
+    return JsonLogger
+
+
 def current_request_id() -> str:
     """The id of the request this thread serves, or `-`."""
     if has_request_context():
