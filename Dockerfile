@@ -11,18 +11,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 COPY requirements.txt ./
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install -q -r requirements.txt
+RUN python -m venv /app/venv && /app/venv/bin/pip install -q -r requirements.txt
 
 COPY wsgi.py gunicorn.conf.py ./
 COPY migrations ./migrations
 COPY grokproxy ./grokproxy
 
 # A system user that owns only the instance folder (the generated secret key, a SQLite file).
-RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin grokproxy \
+RUN useradd --system --uid 10001 --home-dir /app grokproxy \
     && mkdir -p /app/instance && chown grokproxy /app/instance
 USER grokproxy
 
-ENV PATH=/opt/venv/bin:$PATH \
+ENV PATH=/app/venv/bin:$PATH \
     GUNICORN_BIND=0.0.0.0:8000 \
     GROKPROXY_INSTANCE_PATH=/app/instance
 

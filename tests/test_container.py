@@ -66,11 +66,11 @@ def test_the_dockerfile_is_slim_non_root_healthchecked_and_runs_gunicorn():
 
 
 def _translate(root: Path) -> tuple[list[str], dict[str, str], list[str], list[str]]:
-    """The Dockerfile as shell commands on `root` (for /app and /opt), its ENV, CMD and
+    """The Dockerfile as shell commands on `root` (standing for /), its ENV, CMD and
     HEALTHCHECK command; the user-creation RUN is left out (and returned as skipped)."""
 
     def here(text: str) -> str:
-        return text.replace("/opt/venv", str(root / "opt/venv")).replace("/app", str(root / "app"))
+        return text.replace("/app", str(root / "app"))
 
     commands: list[str] = []
     env: dict[str, str] = {}
@@ -122,7 +122,7 @@ def test_the_dockerfile_commands_build_and_start_a_healthy_server_in_a_fresh_ven
     )
     assert built.returncode == 0, built.stderr[-3000:]
     app_dir = root / "app"
-    assert (root / "opt/venv/bin/gunicorn").exists()
+    assert (root / "app/venv/bin/gunicorn").exists()
     # Only what the Dockerfile copies is there: a file the server needs but the image lacks fails.
     assert not (app_dir / "tests").exists() and not (app_dir / ".venv").exists()
 
@@ -133,7 +133,7 @@ def test_the_dockerfile_commands_build_and_start_a_healthy_server_in_a_fresh_ven
         if key in ("HOME", "LANG", "TMPDIR", "SYSTEMROOT")
     }
     run_env.update(env)
-    run_env["PATH"] = f"{root / 'opt/venv/bin'}:/usr/bin:/bin"
+    run_env["PATH"] = f"{root / 'app/venv/bin'}:/usr/bin:/bin"
     run_env.update(
         {
             "GUNICORN_BIND": f"127.0.0.1:{port}",
