@@ -6,7 +6,9 @@ gthread workers: a chat stream holds one thread for its whole life, and with gth
 
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 
 
 def _config_error(message: str):
@@ -49,8 +51,53 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms "%(a)s" [%({x-reque
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+def _metrics_dir() -> str:
+    """Where the workers' Prometheus values live (one file per process and metric).
+
+    Set here, before anything imports prometheus_client, so master and workers agree; an
+    operator's PROMETHEUS_MULTIPROC_DIR is used (and emptied at start), else a private one."""
+    global _OWN_METRICS_DIR
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="grokproxy-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        _OWN_METRICS_DIR = True
+    return path
+
+
+_OWN_METRICS_DIR = False
+_METRICS_DIR = _metrics_dir()
+
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    # gunicorn logs before the app exists: JSON from its first line (LOG_FORMAT in README).
+    # Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR when it loads.
+    from grokproxy.logs import gunicorn_json_logger
+
+    logger_class = gunicorn_json_logger()
+
+
+def _empty_metrics_dir() -> None:
+    # Values of an earlier run's processes would be summed into this run's: start empty.
+    if os.path.isdir(_METRICS_DIR):
+        for entry in os.scandir(_METRICS_DIR):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    os.makedirs(_METRICS_DIR, exist_ok=True)
+
+
+def child_exit(server, worker):
+    """A worker ended: its live gauges (open streams) leave the sum; its counters stay."""
+    from grokproxy.metrics import worker_exited
+
+    worker_exited(worker.pid)
+
+
 def on_starting(server):
-    """Migrate the database once, in the master, before any worker starts."""
+    """Empty the metrics directory, then migrate the database once, in the master, before any
+    worker starts."""
+    _empty_metrics_dir()
     from grokproxy import create_app
     from grokproxy.config import ConfigError, config_error_line
     from grokproxy.dbupgrade import upgrade_database
@@ -60,3 +107,9 @@ def on_starting(server):
     except ConfigError as error:
         sys.exit(config_error_line(error))
     upgrade_database(app)
+
+
+def on_exit(server):
+    """Remove the private metrics directory made at start (an operator's own one stays)."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)

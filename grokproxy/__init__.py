@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=os.environ.get("GROKPROXY_INSTANCE_PATH") or None)
     register_config(app, config)
     register_logging(app)
+    register_mirror_api(app)
     register_extensions(app)
     register_upstream(app)
     register_error_handlers(app)
@@ -99,6 +100,16 @@ def register_logging(app: Flask) -> None:
     init_app(app)
 
 
+def register_mirror_api(app: Flask) -> None:
+    """MIRROR_API_PREFIX and ENABLE_MIRROR_API: where, and for whom, the OpenAI API answers.
+
+    After the logging middleware, so the prefix is stripped before logs and metrics see a path;
+    before the blueprints, so the gate runs before the CORS preflight answers."""
+    from .mirror import init_app
+
+    init_app(app)
+
+
 def register_extensions(app: Flask) -> None:
     """Bind the database and migrations."""
     from . import models  # noqa: F401  (registers the tables with the metadata)
@@ -128,9 +139,11 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Attach the HTTP routes."""
-    from .views import admin, chat, health, images, login, tokens, web
+    from .views import admin, chat, docs, health, images, login, metrics, tokens, web
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(chat.bp)
     app.register_blueprint(images.bp)
     app.register_blueprint(login.bp)

@@ -8,6 +8,7 @@ a plain dict whose keys are the variable names, loaded into `app.config` by the 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,19 @@ def parse_choice(*choices: str) -> Callable[[str], str]:
         return word
 
     return parse
+
+
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def parse_path_prefix(value: str) -> str | None:
+    """Read a URL path prefix (`k3y`, `/k3y/`, `/a/b`) as `/k3y`; blank means none."""
+    segments = [part for part in value.strip().split("/") if part]
+    if not segments:
+        return None
+    if not all(_PREFIX_SEGMENT.fullmatch(part) and part not in (".", "..") for part in segments):
+        raise ValueError("must be a URL path of letters, digits and . _ ~ - (e.g. /k3y)")
+    return "/" + "/".join(segments)
 
 
 @dataclass(frozen=True)
@@ -406,6 +420,38 @@ VARIABLES: tuple[Variable, ...] = (
         "UTC",
         parse_timezone,
         "Time zone whose midnight starts a new day for the daily limits (e.g. `Asia/Shanghai`).",
+    ),
+    Variable(
+        "ENABLE_MIRROR_API",
+        True,
+        parse_bool,
+        "Serve the OpenAI-compatible API (`/v1/*`, `/chat/completions`, `/models`) to API "
+        "clients; false answers them 404 and leaves the chat page (its calls carry the "
+        "signed-in session) and the admin API.",
+    ),
+    Variable(
+        "MIRROR_API_PREFIX",
+        None,
+        parse_path_prefix,
+        "Secret path prefix of the OpenAI-compatible API (e.g. `/k3y` serves "
+        "`/k3y/v1/chat/completions`); the bare paths then answer 404, so scanners cannot find "
+        "the API. The signed-in chat page is told it; nothing public reveals it.",
+        secret=True,
+    ),
+    Variable(
+        "METRICS_TOKEN",
+        None,
+        parse_text,
+        "Bearer token `/metrics` requires; while unset `/metrics` is open (keep it off the "
+        "public proxy).",
+        secret=True,
+    ),
+    Variable(
+        "LOG_FORMAT",
+        "text",
+        parse_choice("text", "json"),
+        "`text` (gunicorn's line layout) or `json` (one object per line: time, level, logger, "
+        "request_id, message and the chat summary's fields).",
     ),
     Variable(
         "LOG_LEVEL",

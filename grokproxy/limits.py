@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import metrics
 from .auth import Caller
 from .errors import RateLimited
 from .extensions import db, write_transaction
@@ -118,6 +119,7 @@ def admit(caller: Caller) -> Admission:
         used = conn.execute(statement).scalar()
     if used is None:
         wait = seconds_until_next_day(now)
+        metrics.count_daily_limit_refusal()
         raise DailyLimitReached(
             f"the daily limit of {limit} requests is reached; it resets at midnight "
             f"({current_app.config.get('LIMIT_TIMEZONE') or 'UTC'}), in {wait} s",

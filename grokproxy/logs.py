@@ -3,12 +3,15 @@
 Every record reaches stderr once, through one handler on the root logger (Flask's own handler and
 alembic's are kept out), in gunicorn's error-log format plus the logger name and the request id.
 A WSGI middleware gives each request an id (the client's `X-Request-Id` when it is sane), echoes
-it, and writes one summary line at the end of each chat request, when its body is closed.
+it, records every request's metrics (grokproxy.metrics) and writes one summary line at the end of
+each chat request, when its body is closed. `LOG_FORMAT=json` writes each record as one JSON
+object instead.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 import sys
@@ -18,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, g, has_request_context, request
+
+from . import metrics
 
 # JWTs (sso cookies are HS256 JWTs), cookie pairs, bearer credentials, sk- keys, login links.
 SECRET_PATTERNS = (
@@ -30,6 +35,7 @@ SECRET_PATTERNS = (
 
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] [%(request_id)s] %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"  # gunicorn's, so its lines and ours read alike
+DATE_FORMAT_JSON = "%Y-%m-%dT%H:%M:%S%z"  # ISO 8601, what log shippers parse
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
@@ -73,6 +79,42 @@ _REQUEST_ID_FILTER = RequestIdFilter()
 WATCHED_LOGGERS = ("", "grokproxy", "gunicorn.error", "gunicorn.access", "werkzeug")
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, request id, message (and the chat
+    summary's fields when the record is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON (the message already scrubbed by RedactingFilter)."""
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, DATE_FORMAT_JSON),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", NO_REQUEST),
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        chat = getattr(record, "chat", None)
+        if isinstance(chat, dict):
+            entry.update(chat)
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def gunicorn_json_logger() -> type:
+    """gunicorn's Logger with JSON lines from its very first one (gunicorn.conf.py picks it when
+    LOG_FORMAT=json; the app's own setup only comes after gunicorn has started logging)."""
+    from gunicorn.glogging import Logger
+
+    class JsonLogger(Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                handler.setFormatter(JsonFormatter())
+
+    return JsonLogger
+
+
 def current_request_id() -> str:
     """The id of the request this thread serves, or `-`."""
     if has_request_context():
@@ -89,16 +131,29 @@ def request_id_from(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def install_logging(level: str) -> None:
-    """One stderr handler on the root logger (replacing an earlier one of ours); level for ours."""
+def make_formatter(style: str) -> logging.Formatter:
+    """The formatter of LOG_FORMAT: `text` (gunicorn's layout) or `json` (one object a line)."""
+    if style == "json":
+        return JsonFormatter()
+    return logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+
+
+def install_logging(level: str, style: str = "text") -> None:
+    """One stderr handler on the root logger (replacing an earlier one of ours); level for ours.
+
+    In `json` style gunicorn's own handlers (its error and access lines) write JSON too."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "grokproxy", False):
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.grokproxy = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    handler.setFormatter(make_formatter(style))
     root.addHandler(handler)
+    if style == "json":
+        for name in ("gunicorn.error", "gunicorn.access"):
+            for theirs in logging.getLogger(name).handlers:
+                theirs.setFormatter(JsonFormatter())
     logging.getLogger("grokproxy").setLevel(level)
     # alembic's own logging setup is skipped when ours is in place (migrations/env.py): keep its
     # "Running upgrade" lines, which are INFO.
@@ -131,17 +186,36 @@ def note_served(account_id: int | None, token_preview: str, model: str) -> None:
 
 
 def _collect_served(response: Any) -> Any:
-    """after_request: hand what the views noted to the middleware, which logs after the body.
+    """after_request: hand the middleware what it records after the body: the route (URL rule,
+    never the raw path), the model label, and for a chat request what the views noted.
 
     Never reads the body itself: a request refused before its body was read (a bad key, a body
     over the limit) must stay unread."""
+    environ = request.environ
+    rule = request.url_rule
+    environ["grokproxy.route"] = rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
+    served = dict(g.get("served") or {})
+    if served.get("model"):
+        environ["grokproxy.model_label"] = _model_label(served["model"])
     if request.path in CHAT_PATHS:
-        request.environ["grokproxy.served"] = dict(g.get("served") or {})
+        environ["grokproxy.served"] = served
     return response
 
 
+def _model_label(model: str) -> str:
+    """A catalog name as it is; anything a client made up is `other` (bounded, never secret)."""
+    from .upstream import model_catalog
+
+    try:
+        known = model_catalog().get(model) is not None
+    except Exception:  # no catalog (a broken setup) must not break the answer
+        known = False
+    return model if known else "other"
+
+
 class RequestLog:
-    """WSGI middleware: request ids in and out, one summary line per chat request at its end."""
+    """WSGI middleware: request ids in and out, metrics of every request, one summary line per
+    chat request at its end."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
@@ -153,30 +227,51 @@ class RequestLog:
         # Left set after the request: the server's access line, written after the body is
         # closed, still carries it; the next request on this thread sets its own.
         _request_id.set(request_id)
-        status: list[str] = []
+        chat = environ.get("PATH_INFO") in CHAT_PATHS and environ.get("REQUEST_METHOD") == "POST"
+        timed = _TimedBody(environ, started, chat)
 
         def start(code: str, headers: list[tuple[str, str]], exc_info: Any = None):
-            status[:] = [code]
+            timed.status = code.split(" ", 1)[0]
             headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
             headers.append((REQUEST_ID_HEADER, request_id))
+            if chat and any(
+                k.lower() == "content-type" and v.startswith("text/event-stream")
+                for k, v in headers
+            ):
+                timed.stream_started()
             return start_response(code, headers, exc_info)
 
-        body = self.app(environ, start)
-        if environ.get("PATH_INFO") not in CHAT_PATHS or environ.get("REQUEST_METHOD") != "POST":
-            return body
-        return _TimedBody(body, environ, started, status)
+        try:
+            timed.body = self.app(environ, start)
+        except BaseException:
+            timed.close()
+            raise
+        return timed
+
+
+def _is_event_stream(name: str, value: str) -> bool:
+    return name.lower() == "content-type" and value.startswith("text/event-stream")
 
 
 class _TimedBody:
-    """The chat response's iterable: notes the first byte, logs the summary when closed."""
+    """A response's iterable: notes the first byte; when closed, records the request's metrics
+    and, for a chat request, logs its summary line."""
 
-    def __init__(self, body: Iterable[bytes], environ: dict[str, Any], started: float, status):
-        self.body = body
+    def __init__(self, environ: dict[str, Any], started: float, chat: bool):
+        self.body: Iterable[bytes] = ()
         self.environ = environ
         self.started = started
-        self.status = status
+        self.chat = chat
+        self.status = "-"
         self.first_byte: float | None = None
+        self.streaming = False
         self.closed = False
+
+    def stream_started(self) -> None:
+        """The answer is a chat stream: it counts as open until closed."""
+        if not self.streaming:
+            self.streaming = True
+            metrics.stream_opened()
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.body:
@@ -193,29 +288,53 @@ class _TimedBody:
             if close is not None:
                 close()
         finally:
-            self._log()
+            self._finish()
 
-    def _log(self) -> None:
+    def _finish(self) -> None:
         ended = time.monotonic()
+        if self.streaming:
+            metrics.stream_closed()
         served = self.environ.get("grokproxy.served") or {}
+        ttfb = None if self.first_byte is None else self.first_byte - self.started
+        try:
+            metrics.observe_request(
+                self.environ.get("grokproxy.route") or metrics.UNMATCHED_ROUTE,
+                str(self.environ.get("REQUEST_METHOD", "-"))[:10],
+                self.status,
+                self.environ.get("grokproxy.model_label") or metrics.NO_MODEL,
+                ttfb,
+                ended - self.started,
+            )
+        except Exception:
+            # The client has its answer; a metrics failure is for the log only.
+            logging.getLogger(__name__).exception("could not record the request's metrics")
+        if self.chat:
+            self._log(served, ttfb, ended)
+
+    def _log(self, served: dict[str, Any], ttfb: float | None, ended: float) -> None:
         account = served.get("account_id")
-        ttfb = "-" if self.first_byte is None else f"{(self.first_byte - self.started) * 1000:.0f}"
+        fields = {
+            "path": self.environ.get("PATH_INFO"),
+            "model": served.get("model") or "-",
+            "status": self.status,
+            "account": "-" if account is None else account,
+            "token": served.get("token_preview") or "-",
+            "ttfb_ms": "-" if ttfb is None else round(ttfb * 1000),
+            "total_ms": round((ended - self.started) * 1000),
+        }
         request_log.info(
-            "chat %s model=%s status=%s account=%s token=%s ttfb_ms=%s total_ms=%.0f",
-            self.environ.get("PATH_INFO"),
-            served.get("model") or "-",
-            (self.status[0].split(" ", 1)[0] if self.status else "-"),
-            "-" if account is None else account,
-            served.get("token_preview") or "-",
-            ttfb,
-            (ended - self.started) * 1000,
-            extra={"request_id": self.environ.get("grokproxy.request_id", NO_REQUEST)},
+            "chat %s model=%s status=%s account=%s token=%s ttfb_ms=%s total_ms=%s",
+            *fields.values(),
+            extra={
+                "request_id": self.environ.get("grokproxy.request_id", NO_REQUEST),
+                "chat": fields,
+            },
         )
 
 
 def init_app(app: Flask) -> None:
     """Logging for one app: handler, level, filters, request ids and chat summary lines."""
-    install_logging(app.config["LOG_LEVEL"])
+    install_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     # Only now: with a handler on the root logger Flask adds no stderr handler of its own.
     app.logger.setLevel(app.config["LOG_LEVEL"])
 

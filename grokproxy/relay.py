@@ -23,7 +23,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Executable, insert, select, update
 
-from . import chat_history, pool
+from . import chat_history, metrics, pool
 from .auth import Caller
 from .concurrency import ChatSlot, claim_chat
 from .crypto import preview
@@ -262,6 +262,7 @@ def _open_reply(
             if last_error is None:
                 raise
             raise _final_answer(last_error, spec.mode, tried, failures) from exhausted
+        metrics.count_pick(caller.kind)
         if attempt.account_id is not None:
             tried.append(attempt.account_id)
         try:
@@ -281,6 +282,7 @@ def _open_reply(
             opened = _try(attempt, turn, prompt, heartbeat, read_all)
         except grok_errors.GrokError as exc:
             last_error = exc
+            metrics.count_attempt(exc)
             if cut_short and isinstance(exc, grok_errors.UpstreamTimeout):
                 log.info("attempt on account %s ran out of budget", attempt.account_id)
                 failures.append(Failure(exc.kind))
@@ -291,7 +293,9 @@ def _open_reply(
             log.info(
                 "attempt on account %s failed (%s); trying the next", attempt.account_id, exc.kind
             )
+            metrics.count_failover()
             continue
+        metrics.count_attempt()
         _record_conversation(caller, chat, opened, conversation)
         note_served(attempt.account_id, preview(attempt.token), spec.name)
         return opened

@@ -56,8 +56,8 @@ FILE_PARENTS = re.compile(
 )
 
 SKIPPED_DIRS = {".git", ".venv", "__pycache__", "instance", "node_modules"}
-# Third-party browser libraries copied as published (scripts/vendor-frontend.sh): their minified
-# grammars hold regex literals of shell and Swift keywords, which are no paths of ours.
+# Third-party files copied as published by their pinned vendor scripts (scripts/): minified
+# grammars and bundles hold regex literals and relative strings that are no paths of ours.
 VENDORED = "grokproxy/static/vendor/"
 
 

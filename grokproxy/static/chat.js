@@ -5,8 +5,11 @@
 (function () {
   const body = document.body;
   // Everything is relative to this page (/chat -> /v1, /prefix/chat -> /prefix/v1): it works
-  // through any proxy, port or path prefix, with no PUBLIC_URL.
-  const apiBase = new URL("v1", window.location.href).href;
+  // through any proxy, port or path prefix, with no PUBLIC_URL. A MIRROR_API_PREFIX (e.g. /k3y)
+  // puts the API under that secret path: /chat -> /k3y/v1.
+  const apiRoot = (body.dataset.apiPrefix || "").replace(/^\/+/, "").replace(/\/*$/, "");
+  const apiPath = (apiRoot ? apiRoot + "/" : "") + "v1";
+  const apiBase = new URL(apiPath, window.location.href).href;
   const apiKey = body.dataset.apiKey;
   const $ = (id) => document.getElementById(id);
   const app = $("app");
@@ -261,7 +264,7 @@
   }
 
   function v1(path) {
-    return "v1" + path;
+    return apiPath + path;
   }
 
   function v1Headers() {
