@@ -21,12 +21,22 @@ from marshmallow import INCLUDE, Schema, fields
 from .schemas import ChatRequestSchema, MessageContent, StrictBoolean
 from .schemas_admin import BatchAddSchema, DeleteSchema, PageSchema
 from .schemas_login import LoginSchema, LoginV2Schema, UserName
+from .schemas_users import DailyLimitSchema, UserNameSchema, UserPageSchema
 
 OPENAPI_VERSION = "3.1.0"
 # Browser pages (HTML, session cookie) and the static files: not an API, not documented.
 UNDOCUMENTED_ENDPOINTS = frozenset(
     {"static", "web.sign_in_help", "web.open_login_link", "web.chat_page", "web.logout"}
 )
+# The blueprint-level routes of the browser apps: the operator console (`/admin`, its own
+# session cookie and CSRF token) and the chat page's own history API (`/chat/api`, the web
+# session): each is called by its own page only, so they are not a contract for integrators.
+UNDOCUMENTED_PREFIXES = ("admin.", "web.")
+
+
+def undocumented(endpoint: str) -> bool:
+    """Whether a route's endpoint is a browser page or page API, left out of the document."""
+    return endpoint in UNDOCUMENTED_ENDPOINTS or endpoint.startswith(UNDOCUMENTED_PREFIXES)
 
 
 class _Open(Schema):
@@ -112,6 +122,61 @@ class LoginAnswerSchema(_Open):
     email_md5 = fields.String(required=True)
 
 
+class DisabledResultSchema(_Open):
+    disabled = fields.List(fields.String(), required=True)
+    not_found = fields.List(fields.String(), required=True)
+
+
+class EnabledResultSchema(_Open):
+    enabled = fields.List(fields.String(), required=True)
+    not_found = fields.List(fields.String(), required=True)
+
+
+class UserSchema(_Open):
+    id = fields.Integer(required=True)
+    user_name = fields.String(required=True)
+    email = fields.String(allow_none=True, required=True)
+    account_status = fields.String(allow_none=True, required=True)
+    used_today = fields.Integer(required=True)
+    daily_limit = fields.Integer(allow_none=True, required=True)
+    daily_limit_override = fields.Integer(allow_none=True, required=True)
+    last_activity_at = fields.String(allow_none=True, required=True)
+    last_login_at = fields.String(allow_none=True, required=True)
+    revoked = fields.Boolean(required=True)
+    created_at = fields.String(allow_none=True, required=True)
+
+
+class UserListSchema(_Open):
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    page_size = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+    data = fields.List(fields.Nested(UserSchema), required=True)
+
+
+class UserKeySchema(_Open):
+    user_name = fields.String(required=True)
+    api_key = fields.String(required=True)
+
+
+class UserRevokedSchema(_Open):
+    user_name = fields.String(required=True)
+    revoked = fields.Boolean(required=True)
+
+
+class UserLimitSchema(_Open):
+    user_name = fields.String(required=True)
+    daily_limit = fields.Integer(allow_none=True, required=True)
+    daily_limit_override = fields.Integer(allow_none=True, required=True)
+
+
+class UserLinkSchema(_Open):
+    user_name = fields.String(required=True)
+    login_url = fields.String(required=True)
+    login_url_absolute = fields.String()
+    login_url_expires_at = fields.String(required=True)
+
+
 class DatabaseStatusSchema(_Open):
     ok = fields.Boolean(required=True)
     dialect = fields.String(required=True)
@@ -189,6 +254,55 @@ OPERATIONS: dict[str, Operation] = {
         DeleteResultSchema,
         body=DeleteSchema,
     ),
+    "tokens.disable_tokens": Operation(
+        "Take accounts out of rotation by email_md5 (they keep their data until enabled)",
+        "admin",
+        "admin",
+        DisabledResultSchema,
+        body=DeleteSchema,
+    ),
+    "tokens.enable_tokens": Operation(
+        "Put disabled accounts back into rotation by email_md5",
+        "admin",
+        "admin",
+        EnabledResultSchema,
+        body=DeleteSchema,
+    ),
+    "admin_api.api_user_list": Operation(
+        "One page of users: account, today's use, daily limit, last activity",
+        "admin",
+        "admin",
+        UserListSchema,
+        body=UserPageSchema,
+    ),
+    "admin_api.api_rotate_key": Operation(
+        "Give a user a new API key; the old one stops working at once",
+        "admin",
+        "admin",
+        UserKeySchema,
+        body=UserNameSchema,
+    ),
+    "admin_api.api_revoke_user": Operation(
+        "Shut a user out: API key, web sessions and login links",
+        "admin",
+        "admin",
+        UserRevokedSchema,
+        body=UserNameSchema,
+    ),
+    "admin_api.api_set_daily_limit": Operation(
+        "Set a user's daily limit (null: back to USER_DAILY_LIMIT; 0: unlimited)",
+        "admin",
+        "admin",
+        UserLimitSchema,
+        body=DailyLimitSchema,
+    ),
+    "admin_api.api_login_link": Operation(
+        "A new one-time login link for a user",
+        "admin",
+        "admin",
+        UserLinkSchema,
+        body=UserNameSchema,
+    ),
     "login.login": Operation(
         "Bind a user to a pool account; answers the user's API key and a login link",
         "admin",
@@ -226,7 +340,7 @@ def documented_rules(app: Flask) -> list[tuple[str, str, str]]:
     """(OpenAPI path, method, endpoint) of every route the document must describe."""
     out = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in UNDOCUMENTED_ENDPOINTS:
+        if undocumented(rule.endpoint):
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             out.append((openapi_path(rule.rule), method.lower(), rule.endpoint))
