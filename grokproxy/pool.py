@@ -52,7 +52,7 @@ accounts = Account.__table__
 PICK_SEQUENCE = "account_pick_seq"
 MAX_ERROR_LENGTH = 500
 
-# Modes each tier has (upstream.md's tier table: a free account has fast and a small auto quota,
+# Modes each tier has (docs/upstream.md §5.2: a free account has fast and a small auto quota,
 # SuperGrok adds expert and grok-4.3, Heavy adds heavy). A mode no tier lists (a custom catalog's)
 # is allowed on every tier; an account of unknown tier (no quota read yet) is tried for any mode.
 TIER_MODES: dict[str, frozenset[str]] = {

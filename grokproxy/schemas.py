@@ -1,8 +1,9 @@
 """Marshmallow schemas for request bodies.
 
 `ChatRequestSchema` validates `POST /v1/chat/completions`. It accepts every shape that real
-OpenAI clients send (see spec/clients.md §1.9) and ignores fields grok.com has no use for
-(`temperature`, `max_tokens`, `user`, ...), so no client ever gets a 400 for them. Tools
+OpenAI clients send (text and image_url parts, data: or http(s) URLs, role developer) and
+ignores fields grok.com has no use for (`temperature`, `max_tokens`, `user`, ...), so no
+client ever gets a 400 for them. Tools
 (`tools`, `tool_choice`, `parallel_tool_calls`, the legacy `functions` / `function_call`) are
 validated and become a `grokproxy.tools.ToolConfig`: a bad tool definition is a 400 naming
 the field.

@@ -1,4 +1,5 @@
-"""The WebSocket gateway parser against the mgw samples and every event shape upstream.md lists."""
+"""The WebSocket gateway parser against the mgw samples and every event shape of
+docs/upstream.md §4.6-4.7."""
 
 from __future__ import annotations
 

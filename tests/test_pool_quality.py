@@ -72,7 +72,7 @@ def test_a_model_that_does_not_think_needs_no_reasoning(make_gateway, emu):
     assert gateway.accounts()[0]["fail_count"] == 0
 
 
-# The degraded turn is the gateway's (upstream.md §4.7); the HTTP chat has no such turn.
+# The degraded turn is the gateway's (docs/upstream.md §4.7); the HTTP chat has no such turn.
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_degraded_search_is_answered_by_another_account(make_gateway, emu, stream):
     emu.configure(dialect="gateway")

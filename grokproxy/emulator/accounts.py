@@ -63,7 +63,7 @@ FAULTS = (
     "noreasoning",
 )
 
-# "super" tier (upstream.md §5.2); grok-420-computer-use-sa is grok-4.3 (50 per window).
+# "super" tier (docs/upstream.md §5.2); grok-420-computer-use-sa is grok-4.3 (50 per window).
 DEFAULT_QUOTAS: dict[str, int] = {
     "auto": 50,
     "fast": 140,
@@ -72,7 +72,7 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "grok-420-computer-use-sa": 50,
 }
 DEFAULT_WINDOW_SECONDS = 7200
-# A free account (token prefix `emu-free-`): the basic tier of upstream.md §5.2.
+# A free account (token prefix `emu-free-`): the basic tier of docs/upstream.md §5.2.
 FREE_QUOTAS: dict[str, int] = {"auto": 20, "fast": 30}
 FREE_WINDOW_SECONDS = 86400
 

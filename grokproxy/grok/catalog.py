@@ -79,7 +79,7 @@ def _freeze(upstream: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[s
 # Release dates (unix seconds) of the families, shown as `created` in /v1/models.
 _GROK2, _GROK3, _GROK4, _MODES = 1_723_075_200, 1_739_836_800, 1_752_192_000, 1_775_001_600
 
-# Mappings follow upstream.md §3.2: the gateway (E4) and E3 send only the mode (`model` of
+# Mappings follow docs/upstream.md §3.2: the gateway (E4) and E3 send only the mode (`model` of
 # session.create, `modeId`; DeepSearch = expert + a workspace id), E2 sends modelName +
 # modelMode, E1 sends modelName + isReasoning + deepsearchPreset.
 DEFAULT_MODELS: tuple[ModelSpec, ...] = (

@@ -93,7 +93,7 @@ class UpstreamTimeout(UpstreamBroken):
 
 # --- classification (added by the grok adapter; the classes above are unchanged) ---------------
 
-# Body markers grok.com uses for a dead or refused SSO session (upstream.md §5.1).
+# Body markers grok.com uses for a dead or refused SSO session (docs/upstream.md §5.1).
 _CREDENTIAL_MARKERS = (
     "invalid-credentials",
     "bad-credentials",
@@ -115,7 +115,7 @@ _RATE_MARKERS = (
     "usage quota",
     "rate_limit",
     # HTTP 402 `personal-team-blocked:spending-limit`: the account's spending cap is used up,
-    # which cools like a quota; the credential itself is fine (upstream.md §4.8).
+    # which cools like a quota; the credential itself is fine (docs/upstream.md §4.8).
     "spending-limit",
     "spending_limit",
     "spending limit",

@@ -1,4 +1,4 @@
-"""grok.com's chat stream -> typed events (upstream.md §4).
+"""grok.com's chat stream -> typed events (docs/upstream.md §4).
 
 The parser accepts every framing seen in the wild: NDJSON, `data:` prefixes and `[DONE]`,
 objects concatenated with no separator, pretty-printed objects, UTF-8 split anywhere across

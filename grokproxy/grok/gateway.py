@@ -2,7 +2,7 @@
 
 One chat turn is one connection: `session.create` -> (`session.created`, `conversation.attached`)
 -> `conversation.item.create` -> `response.create` -> server events until `response.done`
-(upstream.md §4.6-4.7). The socket goes through curl_cffi with the configured browser profile
+(docs/upstream.md §4.6-4.7). The socket goes through curl_cffi with the configured browser profile
 when GROK_IMPERSONATE is set (Cloudflare refuses non-browser TLS fingerprints more often), and
 through the `websockets` library otherwise; both sit behind the small `_Socket` interface below.
 Failures become the same GrokErrors as on HTTP, so the pool treats both transports alike.
@@ -59,7 +59,8 @@ class _Closed(Exception):
 
 class DegradedTurn(UpstreamBroken):
     """The gateway searched a placeholder query, the sign of a turn that answers nonsense with
-    status 200 (upstream.md §4.7): it arrives before the answer, so another account can retry."""
+    status 200 (docs/upstream.md §4.7): it arrives before the answer, so another account can
+    retry."""
 
     kind = "degraded"
 
@@ -344,7 +345,7 @@ def session_create(session_id: str, turn: GatewayTurn) -> str:
             disable_memory=turn.temporary,
         )
     if turn.deepsearch:
-        # DeepSearch was selected by a workspace id since 2026-02 (upstream.md §3.2); the
+        # DeepSearch was selected by a workspace id since 2026-02 (docs/upstream.md §3.2); the
         # gateway's own switch was never published, so the same field rides along here.
         x_grok["workspace_ids"] = [str(uuid.uuid4())]
     return _envelope(session_id, "session.create", session={"model": turn.model, "x_grok": x_grok})

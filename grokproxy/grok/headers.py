@@ -1,4 +1,4 @@
-"""Headers and cookies that make a request look like grok.com's own web app (upstream.md §2)."""
+"""Headers and cookies that make a request look like grok.com's web app (docs/upstream.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""grok.com's WebSocket "mgw" gateway events (era E4) -> typed events (upstream.md §4.6-4.7).
+"""grok.com's WebSocket "mgw" gateway events (era E4) -> typed events (docs/upstream.md §4.6-4.7).
 
 One `GatewayParser` per turn (one gateway session). The transport hands it each WebSocket text
 message; the parser returns the same events the HTTP `FrameParser` produces, so everything after
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 ANSWER_CHANNEL = "CHANNEL_ASSISTANT_RESPONSE"
 
 # Queries some accounts' gateways search for instead of the user's question; the answer that
-# follows is fluent nonsense (upstream.md §4.7), so the caller retries on another account.
+# follows is fluent nonsense (docs/upstream.md §4.7), so the caller retries on another account.
 PLACEHOLDER_QUERIES = frozenset(
     {
         "current information and recent sources",

@@ -1,4 +1,4 @@
-"""The chat request body grok.com expects, per dialect (upstream.md §3)."""
+"""The chat request body grok.com expects, per dialect (docs/upstream.md §3)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def build_chat_body(
         fields.setdefault("isReasoning", spec.thinking)
         fields.setdefault("deepsearchPreset", spec.deepsearch)
     if spec.deepsearch and dialect != "legacy" and "workspaceIds" not in fields:
-        # After E1 DeepSearch is selected by a workspace id (upstream.md §3.2); a fresh id per
+        # After E1 DeepSearch is selected by a workspace id (docs/upstream.md §3.2); a fresh id per
         # request is what proxies without the account's feature flags send.
         fields["workspaceIds"] = [str(uuid.uuid4())]
     body.update(fields)
