@@ -43,7 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grokproxy.emulator.accounts import sso_cookie  # noqa: E402
-from grokproxy.emulator.testing import EmulatorHandle, free_port, running_emulator  # noqa: E402
+from grokproxy.emulator.testing import (  # noqa: E402
+    EmulatorHandle,
+    free_port,
+    running_emulator,
+    stop_process,
+)
 
 POOL_KEY = "sk-accept-bench-pool-key"
 ADMIN_PASSWORD = "accept-bench-admin-password"  # noqa: S105 (a throwaway local secret)
@@ -131,12 +136,7 @@ def running_gunicorn(emu: EmulatorHandle, database_url: str, **env_over: str) ->
         time.sleep(1.0)
         yield process, base, port, workdir
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=40)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 

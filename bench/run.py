@@ -43,7 +43,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grokproxy.emulator.testing import EmulatorHandle, free_port, running_emulator  # noqa: E402
+from grokproxy.emulator.testing import (  # noqa: E402
+    EmulatorHandle,
+    free_port,
+    running_emulator,
+    stop_process,
+)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -196,12 +201,7 @@ def running_proxy(env: dict[str, str], workdir: Path) -> Iterator[Proxy]:
         time.sleep(0.5)
         yield proxy
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=35)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=35)
         log.close()
 
 

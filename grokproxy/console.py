@@ -106,12 +106,7 @@ def list_accounts(
     column = SORTS.get(sort, Account.id)
     order = column.desc() if descending else column.asc()
     total = db.session.scalar(select(func.count()).select_from(Account).where(*conditions)) or 0
-    users = (
-        select(User.account_id, func.count(User.id).label("users"))
-        .where(User.account_id.is_not(None))
-        .group_by(User.account_id)
-        .subquery()
-    )
+    users = tokens.users_per_account()
     rows = db.session.execute(
         select(Account, func.coalesce(users.c.users, 0))
         .outerjoin(users, users.c.account_id == Account.id)

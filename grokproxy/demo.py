@@ -26,6 +26,8 @@ import requests
 from flask import current_app
 from werkzeug.serving import make_server
 
+from .emulator.testing import stop_process
+
 DEMO_TOKENS = ("demo-account-one-0001", "demo-account-two-0002", "demo-account-three-0003")
 DEMO_USER = "demo-user"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,16 +75,6 @@ def _prepare(app: Any) -> tuple[str, str]:
             raise click.ClickException(f"no demo account could be added: {result.failed}")
         user = login(DEMO_USER, result.email_list[0]["email_md5"])
         return f"/login/{user.link_token}", user.api_key
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @click.command("demo")
@@ -155,5 +147,5 @@ def demo(host: str, port: int) -> None:
     finally:
         if server is not None:
             server.server_close()
-        _stop(emulator)
+        stop_process(emulator)
         shutil.rmtree(folder, ignore_errors=True)

@@ -540,16 +540,21 @@ def account_view(account: Account, users: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def list_accounts(page: int = 1, page_size: int = 20) -> dict[str, Any]:
-    """One page of the pool, ordered by id."""
-    now = utcnow()
-    total = db.session.scalar(select(func.count()).select_from(Account)) or 0
-    user_counts = (
+def users_per_account() -> Any:
+    """A subquery of (account_id, users): how many users each account has bound."""
+    return (
         select(User.account_id, func.count(User.id).label("users"))
         .where(User.account_id.is_not(None))
         .group_by(User.account_id)
         .subquery()
     )
+
+
+def list_accounts(page: int = 1, page_size: int = 20) -> dict[str, Any]:
+    """One page of the pool, ordered by id."""
+    now = utcnow()
+    total = db.session.scalar(select(func.count()).select_from(Account)) or 0
+    user_counts = users_per_account()
     rows = db.session.execute(
         select(Account, func.coalesce(user_counts.c.users, 0))
         .outerjoin(user_counts, user_counts.c.account_id == Account.id)

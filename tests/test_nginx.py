@@ -22,6 +22,7 @@ import requests
 from test_web_browser import browser, new_page, send  # noqa: F401  (the browser fixture)
 
 from grokproxy.emulator.accounts import email_for
+from grokproxy.emulator.testing import stop_process
 
 from conftest import ADMIN_PASSWORD, POOL_KEY
 
@@ -99,12 +100,7 @@ def nginx(tmp_path):
 
     yield start
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @pytest.fixture
