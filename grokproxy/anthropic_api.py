@@ -99,19 +99,25 @@ def _image(block: dict[str, Any], param: str) -> dict[str, Any]:
     raise _bad("An image source is base64 or url.", f"{param}.source.type")
 
 
-def _result_text(content: Any, param: str) -> str:
+def _result_content(content: Any, param: str) -> str | list[dict[str, Any]]:
+    """A tool_result's content: a string, or text and image parts (images are attached)."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _bad("Must be a string or a list of text blocks.", param)
-    texts = []
+        raise _bad("Must be a string or a list of text and image blocks.", param)
+    parts = []
     for index, block in enumerate(content):
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise _bad("A tool result may hold only text blocks here.", f"{param}.{index}")
-        texts.append(_string(block.get("text"), f"{param}.{index}.text"))
-    return "\n".join(texts)
+        where = f"{param}.{index}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append({"type": "text", "text": _string(block.get("text"), f"{where}.text")})
+        elif kind == "image":
+            parts.append(_image(block, where))
+        else:
+            raise _bad("A tool result may hold only text and image blocks.", where)
+    return parts
 
 
 def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
@@ -137,14 +143,16 @@ def _user_turn(content: Any, param: str) -> list[dict[str, Any]]:
         elif kind == "image":
             parts.append(_image(block, where))
         elif kind == "tool_result":
-            text = _result_text(block.get("content"), f"{where}.content")
+            result = _result_content(block.get("content"), f"{where}.content")
             if block.get("is_error"):
-                text = f"Error: {text}"
+                # The model must know the call failed; the protocol has no error field.
+                error = {"type": "text", "text": "Error:"}
+                result = f"Error: {result}" if isinstance(result, str) else [error, *result]
             out.append(
                 {
                     "role": "tool",
                     "tool_call_id": _string(block.get("tool_use_id"), f"{where}.tool_use_id"),
-                    "content": text,
+                    "content": result,
                 }
             )
         else:

@@ -347,3 +347,50 @@ def test_count_tokens_answers_the_usage_estimate(live, emu):
     used = sdk.messages.create(model=MODEL, max_tokens=64, messages=messages, tools=[WEATHER_TOOL])
     assert counted.input_tokens == used.usage.input_tokens > 0
     assert len(emu.chat_turns()) == 1  # counting sends nothing upstream
+
+
+def test_a_tool_result_with_an_image_and_an_error_flag_reads_to_the_model(live, emu):
+    _, url = live([TOKEN])
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PIXEL},
+    }
+    use = {
+        "type": "tool_use",
+        "id": "toolu_01abc",
+        "name": "get_weather",
+        "input": {"city": "Paris"},
+    }
+    result = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_01abc",
+        "is_error": True,
+        "content": [{"type": "text", "text": "radar down"}, image],
+    }
+    body = {
+        "model": MODEL,
+        "max_tokens": 64,
+        "tools": [WEATHER_TOOL],
+        "messages": [
+            {"role": "user", "content": QUESTION},
+            {"role": "assistant", "content": [use]},
+            {"role": "user", "content": [result]},
+        ],
+    }
+    assert post(url, body).status_code == 200
+    turn = emu.chat_turns()[0]
+    assert turn["message"].endswith(
+        '[tool]: <tool_result>{"tool_call_id": "toolu_01abc", "name": "get_weather", '
+        '"content": "Error:\\nradar down"}</tool_result>'
+    )
+    assert len(turn["file_ids"]) == 1
+
+
+def test_a_stream_that_dies_midway_ends_with_an_error_event(live):
+    _, url = live(["emu-dies-messages-0001"])
+    body = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": QUESTION}]}
+    events = raw_events(url, body)
+    assert events[0]["type"] == "message_start"
+    assert events[-1]["type"] == "error"
+    assert events[-1]["error"]["type"] == "api_error" and events[-1]["error"]["message"]
+    assert "message_stop" not in [e["type"] for e in events]

@@ -217,3 +217,28 @@ def test_metadata_and_max_output_tokens_are_answered_back(live, emu):
     reply = post(url, body).json()
     assert (reply["metadata"], reply["max_output_tokens"]) == ({"run": "7"}, 50)
     assert_valid_as(reply, "Response")
+
+
+def test_a_stream_that_dies_midway_ends_with_response_failed(live):
+    _, url = live(["emu-dies-responses-0001"])
+    events = raw_events(url, {"model": "grok-3", "input": QUESTION})
+    kind, last = events[-1]
+    assert kind == "response.failed"
+    assert last["response"]["status"] == "failed"
+    assert last["response"]["error"]["code"] == "server_error"
+    assert "response.completed" not in [k for k, _ in events]
+    stored = requests.get(
+        f"{url}/v1/responses/{last['response']['id']}",
+        headers={"Authorization": f"Bearer {POOL_KEY}"},
+        timeout=30,
+    ).json()
+    assert stored["status"] == "failed"
+
+
+def test_parse_aliases_reads_pairs_and_refuses_a_bad_one():
+    from grokproxy.config import ConfigError, load_config
+
+    config = load_config({"GROK_MODEL_ALIASES": "gpt-5=grok-4, claude-sonnet-4-5 = grok-3"})
+    assert config["GROK_MODEL_ALIASES"] == {"gpt-5": "grok-4", "claude-sonnet-4-5": "grok-3"}
+    with pytest.raises(ConfigError, match="GROK_MODEL_ALIASES"):
+        load_config({"GROK_MODEL_ALIASES": "gpt-5"})
