@@ -139,12 +139,26 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Attach the HTTP routes."""
-    from .views import admin, chat, docs, health, images, login, metrics, tokens, web
+    from .views import (
+        admin,
+        chat,
+        docs,
+        health,
+        images,
+        login,
+        messages,
+        metrics,
+        responses,
+        tokens,
+        web,
+    )
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(chat.bp)
+    app.register_blueprint(responses.bp)
+    app.register_blueprint(messages.bp)
     app.register_blueprint(images.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(web.bp)

@@ -122,6 +122,17 @@ def parse_path_prefix(value: str) -> str | None:
     return "/" + "/".join(segments)
 
 
+def parse_aliases(value: str) -> dict[str, str]:
+    """Read `name=target` pairs, comma-separated (`gpt-5=grok-4,claude-sonnet-4-5=grok-4`)."""
+    aliases: dict[str, str] = {}
+    for item in parse_list(value):
+        name, sep, target = (part.strip() for part in item.partition("="))
+        if not sep or not name or not target:
+            raise ValueError(f"must be comma-separated name=model pairs, got {item!r}")
+        aliases[name] = target
+    return aliases
+
+
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: name, default, parser, meaning, accepted aliases."""
@@ -207,6 +218,14 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         parse_text,
         "JSON or TOML file overriding the public model catalog.",
+    ),
+    Variable(
+        "GROK_MODEL_ALIASES",
+        {},
+        parse_aliases,
+        "Comma-separated `name=model` pairs mapping the model names clients insist on to "
+        "catalog entries on the Responses and Messages APIs (e.g. "
+        "`gpt-5=grok-4,claude-sonnet-4-5=grok-4`).",
     ),
     Variable(
         "GROK_IMPERSONATE",

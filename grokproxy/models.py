@@ -1,4 +1,5 @@
-"""Database models: grok accounts (the token pool), users bound to them, and conversations."""
+"""Database models: grok accounts (the token pool), users bound to them, conversations, stored
+Responses API answers."""
 
 from __future__ import annotations
 
@@ -262,3 +263,20 @@ class ChatMessage(db.Model):
 
     def __repr__(self) -> str:
         return f"<ChatMessage {self.id} {self.role} thread={self.thread_id}>"
+
+
+class StoredResponse(db.Model):
+    """A Responses API answer kept for GET and for `previous_response_id` (its caller's only)."""
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # resp_…
+    # The caller that created it, as `Conversation.owner`; nobody else may read or continue it.
+    owner: Mapped[str] = mapped_column(String(80), index=True)
+    # Where a continuation goes upstream: the grok conversation and this reply's responseId.
+    conversation_id: Mapped[str | None] = mapped_column(String(128))
+    reply_id: Mapped[str | None] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

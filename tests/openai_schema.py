@@ -33,3 +33,12 @@ def assert_valid(obj: dict[str, Any], stream: bool) -> None:
     """Fail with every schema error of `obj`."""
     errors = schema_errors(obj, stream)
     assert not errors, errors
+
+
+def assert_valid_as(obj: dict[str, Any], name: str) -> None:
+    """Fail with every error of `obj` against the vendored schema `name` (e.g. `Response`)."""
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in _validator(name).iter_errors(obj)
+    ]
+    assert not errors, errors

@@ -136,17 +136,6 @@ def chat_completions():
     return response
 
 
-@bp.route("/v1/responses", methods=["GET", "POST"])
-@bp.route("/responses", methods=["GET", "POST"])
-def responses_api():
-    """Clients set to OpenAI's Responses API get told what to use instead."""
-    raise NotFound(
-        "the Responses API is not served here: configure the client for chat completions "
-        "(POST /v1/chat/completions)",
-        code="unsupported_api",
-    )
-
-
 def _json_body():
     return json_body("the request body is empty: send a JSON chat completion request")
 
