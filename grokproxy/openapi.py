@@ -122,6 +122,83 @@ class LoginAnswerSchema(_Open):
     email_md5 = fields.String(required=True)
 
 
+class ResponsesRequestDoc(_Open):
+    """What `POST /v1/responses` reads (grokproxy.responses_api validates it in full)."""
+
+    model = fields.String(required=True)
+    input = fields.Raw(required=True, metadata={"description": "a string or a list of items"})
+    instructions = fields.String()
+    stream = StrictBoolean()
+    store = StrictBoolean()
+    previous_response_id = fields.String()
+    tools = fields.List(fields.Dict())
+    tool_choice = fields.Raw()
+    reasoning = fields.Dict()
+    metadata = fields.Dict()
+    max_output_tokens = fields.Integer()
+
+
+class ResponseObjectSchema(_Open):
+    id = fields.String(required=True)
+    object = fields.String(required=True)
+    status = fields.String(required=True)
+    model = fields.String(required=True)
+    output = fields.List(fields.Dict(), required=True)
+
+
+class ResponseDeletedSchema(_Open):
+    id = fields.String(required=True)
+    object = fields.String(required=True)
+    deleted = fields.Boolean(required=True)
+
+
+class MessagesRequestDoc(_Open):
+    """What `POST /v1/messages` reads (grokproxy.anthropic_api validates it in full)."""
+
+    model = fields.String(required=True)
+    messages = fields.List(fields.Dict(), required=True)
+    max_tokens = fields.Integer(required=True)
+    system = fields.Raw()
+    stream = StrictBoolean()
+    tools = fields.List(fields.Dict())
+    tool_choice = fields.Dict()
+    thinking = fields.Dict()
+    metadata = fields.Dict()
+
+
+class CountTokensRequestDoc(_Open):
+    model = fields.String(required=True)
+    messages = fields.List(fields.Dict(), required=True)
+    system = fields.Raw()
+    tools = fields.List(fields.Dict())
+
+
+class MessageObjectSchema(_Open):
+    id = fields.String(required=True)
+    type = fields.String(required=True)
+    role = fields.String(required=True)
+    model = fields.String(required=True)
+    content = fields.List(fields.Dict(), required=True)
+    stop_reason = fields.String(allow_none=True, required=True)
+    usage = fields.Dict(required=True)
+
+
+class TokenCountSchema(_Open):
+    input_tokens = fields.Integer(required=True)
+
+
+class AnthropicErrorDetailSchema(_Open):
+    type = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class AnthropicErrorSchema(_Open):
+    """Anthropic's error shape, the one error shape of the Messages routes."""
+
+    type = fields.String(required=True, metadata={"enum": ["error"]})
+    error = fields.Nested(AnthropicErrorDetailSchema, required=True)
+
+
 class DisabledResultSchema(_Open):
     disabled = fields.List(fields.String(), required=True)
     not_found = fields.List(fields.String(), required=True)
@@ -199,6 +276,7 @@ class Operation:
     body: type[Schema] | None = None
     stream: bool = False  # a text/event-stream answer besides the JSON one
     errors_only: bool = False  # every answer is an error (a route that points elsewhere)
+    error: str = "Error"  # the error shape of its answers (Anthropic's on the Messages routes)
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -223,12 +301,38 @@ OPERATIONS: dict[str, Operation] = {
         body=ChatRequestSchema,
         stream=True,
     ),
-    "chat.responses_api": Operation(
-        "Not served: answers 404 naming chat completions instead",
+    "responses.create_response": Operation(
+        "OpenAI's Responses API: a model response, streamed as its event sequence when "
+        "`stream` is true",
         "openai",
-        None,
-        None,
-        errors_only=True,
+        "api",
+        ResponseObjectSchema,
+        body=ResponsesRequestDoc,
+        stream=True,
+    ),
+    "responses.get_response": Operation(
+        "A stored response of this caller", "openai", "api", ResponseObjectSchema
+    ),
+    "responses.delete_response": Operation(
+        "Delete a stored response of this caller", "openai", "api", ResponseDeletedSchema
+    ),
+    "messages.create_message": Operation(
+        "Anthropic's Messages API: a message, streamed as Anthropic's events when `stream` is "
+        "true; errors in Anthropic's shape",
+        "anthropic",
+        "api",
+        MessageObjectSchema,
+        body=MessagesRequestDoc,
+        stream=True,
+        error="AnthropicError",
+    ),
+    "messages.count_message_tokens": Operation(
+        "The input token estimate of a Messages request (the same estimate as usage)",
+        "anthropic",
+        "api",
+        TokenCountSchema,
+        body=CountTokensRequestDoc,
+        error="AnthropicError",
     ),
     "images.image": Operation(
         "A generated image; the signed link is the permission", "openai", None, "image/*"
@@ -368,6 +472,7 @@ def build_spec(app: Flask) -> APISpec:
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
     spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.schema("AnthropicError", schema=AnthropicErrorSchema)
     for path, method, endpoint in documented_rules(app):
         operation = OPERATIONS.get(endpoint)
         if operation is None:
@@ -378,8 +483,10 @@ def build_spec(app: Flask) -> APISpec:
 
 def _operation(path: str, method: str, endpoint: str, op: Operation) -> dict[str, Any]:
     error = {
-        "description": "An error, in the one error shape",
-        "content": {"application/json": {"schema": "Error"}},
+        "description": "An error, in the one error shape"
+        if op.error == "Error"
+        else "An error, in Anthropic's error shape",
+        "content": {"application/json": {"schema": op.error}},
     }
     responses: dict[str, Any] = {"default": error}
     if not op.errors_only:

@@ -93,14 +93,17 @@ def test_request_bodies_come_from_the_marshmallow_schemas_the_routes_validate_wi
     assert delete["maxItems"] == 1000
     page = document["paths"]["/api/get-grok-list"]["get"]["parameters"]
     assert {p["name"] for p in page} == {"page", "page_size"}
-    # Every JSON error answer has the one error shape.
+    # Every JSON error answer has the one error shape; the Anthropic Messages routes answer
+    # Anthropic's own, as Anthropic's SDKs expect on them.
     error = schemas["Error"]
     assert error["required"] == ["error"]
     assert set(schemas["ErrorDetail"]["required"]) == {"message", "type", "code", "param"}
-    for item in document["paths"].values():
+    assert set(schemas["AnthropicError"]["required"]) == {"type", "error"}
+    for path, item in document["paths"].items():
+        shape = "AnthropicError" if path.startswith("/v1/messages") else "Error"
         for operation in item.values():
             default = operation["responses"]["default"]["content"]["application/json"]
-            assert default["schema"] == {"$ref": "#/components/schemas/Error"}
+            assert default["schema"] == {"$ref": f"#/components/schemas/{shape}"}
 
 
 def test_authenticated_operations_name_their_bearer(document):

@@ -112,7 +112,8 @@ def _credential(case) -> dict[str, str]:
 
 @schemathesis.check
 def one_error_shape(ctx, response, case) -> bool | None:
-    """Every 4xx/5xx answer is JSON `{"error": {"message", "type", "code", "param"}}`."""
+    """Every 4xx/5xx answer is JSON `{"error": {"message", "type", "code", "param"}}`; on the
+    Anthropic Messages routes it is Anthropic's `{"type": "error", "error": {type, message}}`."""
     if response.status_code < 400:
         return None
     content_type = (response.headers.get("content-type") or [""])[0]
@@ -123,7 +124,10 @@ def one_error_shape(ctx, response, case) -> bool | None:
     error = body.get("error") if isinstance(body, dict) else None
     assert isinstance(error, dict), f"{response.status_code} without an `error` object: {body!r}"
     assert isinstance(error.get("message"), str) and isinstance(error.get("type"), str)
-    assert {"message", "type", "code", "param"} <= set(error), error
+    if case.operation.path.startswith("/v1/messages"):
+        assert body.get("type") == "error", body
+    else:
+        assert {"message", "type", "code", "param"} <= set(error), error
     return None
 
 
