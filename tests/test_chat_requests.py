@@ -80,6 +80,22 @@ def test_unknown_model_is_a_404_listing_the_models(chat):
     assert error["code"] == "model_not_found" and "grok-3" in error["message"]
 
 
+def test_a_model_alias_answers_as_its_catalog_entry(chat, emu):
+    _, client, _ = chat(GROK_MODEL_ALIASES={"gpt-5": "grok-expert"})
+    body = {**GOOD, "model": "gpt-5"}
+    answer = client.post("/v1/chat/completions", json=body, headers=AUTH)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["model"] == "gpt-5"  # the name the client asked for
+    assert answer.get_json()["choices"][0]["message"]["reasoning_content"]  # expert thinks
+    (turn,) = emu.requests(path="/ws/mgw/")
+    created = [m for m in turn["messages"] if m["event"]["type"] == "session.create"]
+    assert created[0]["event"]["session"]["model"] == "expert"
+    # An alias is listed among the names an unknown model's 404 offers.
+    missing = {**GOOD, "model": "gpt-4o"}
+    error = error_of(client.post("/v1/chat/completions", json=missing, headers=AUTH), 404)
+    assert "gpt-5" in error["message"]
+
+
 def test_unknown_openai_fields_are_ignored(chat):
     _, client, _ = chat()
     body = {**GOOD, "temperature": 0.2, "max_tokens": 5, "user": "u1", "tools": [], "n": 1}

@@ -15,6 +15,7 @@ from ..images import image_url_maker
 from ..logs import note_model
 from ..openai import SSE_DONE, SSE_KEEPALIVE, CompletionBuilder, sse
 from ..schemas import load_chat_request
+from ..turns import model_names, resolve_model
 from ..upstream import model_catalog
 
 bp = Blueprint("chat", __name__)
@@ -108,10 +109,10 @@ def chat_completions():
     payload = _json_body()
     chat = load_chat_request(payload)
     note_model(chat.model)
-    spec = model_catalog().get(chat.model)
+    spec = resolve_model(chat.model)  # a catalog name, or one of GROK_MODEL_ALIASES
     if spec is None:
         raise NotFound(
-            f"model {chat.model!r} does not exist; available: {', '.join(model_catalog().names())}",
+            f"model {chat.model!r} does not exist; available: {', '.join(model_names())}",
             code="model_not_found",
             param="model",
         )
