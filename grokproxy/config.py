@@ -224,8 +224,7 @@ VARIABLES: tuple[Variable, ...] = (
         {},
         parse_aliases,
         "Comma-separated `name=model` pairs mapping the model names clients insist on to "
-        "catalog entries on the Responses and Messages APIs (e.g. "
-        "`gpt-5=grok-4,claude-sonnet-4-5=grok-4`).",
+        "catalog entries, on all three APIs (e.g. `gpt-5=grok-4,claude-sonnet-4-5=grok-4`).",
     ),
     Variable(
         "GROK_IMPERSONATE",
