@@ -705,6 +705,20 @@ def test_idle_connection_is_closed_with_1000_and_pings_keep_it_open(emu) -> None
     assert 0.3 < waited < 2.0
 
 
+def test_idle_close_ends_a_silent_turn(emu) -> None:
+    emu.configure(ws_idle_timeout=0.5)
+
+    async def scenario(gw: Gateway):
+        sid, _ = await gw.open_session()
+        await gw.ask(sid, "hello")
+        await gw.send({"type": "response.create"}, sid)
+        msg = await gw.ws.receive(timeout=5)
+        return msg.type, gw.ws.close_code
+
+    assert run(emu, scenario, token="emu-silent-idle") == (aiohttp.WSMsgType.CLOSE, 1000)
+    assert wait_outcome(emu) == "idle_closed"
+
+
 def wait_outcome(emu: EmulatorHandle, seconds: float = 2.0) -> str:
     deadline = time.monotonic() + seconds
     while emu.streams()[-1]["outcome"] == "streaming" and time.monotonic() < deadline:
