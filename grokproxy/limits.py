@@ -9,7 +9,9 @@ A request that fails before grok.com answered anything gives its count back (`re
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -127,6 +129,18 @@ def admit(caller: Caller) -> Admission:
             retry_after=wait,
         )
     return Admission(scope, day, limit, int(used))
+
+
+@contextlib.contextmanager
+def admitted(caller: Caller) -> Iterator[Admission]:
+    """Count one chat request of `caller` (429 past the limit), given back if the body raises:
+    a request that failed before grok.com answered anything does not count."""
+    admission = admit(caller)
+    try:
+        yield admission
+    except BaseException:
+        refund(admission)
+        raise
 
 
 def refund(admission: Admission) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from . import tools
+from .errors import NotFound
 from .grok.catalog import ModelSpec
 from .grok.events import (
     Citation,
@@ -52,6 +53,18 @@ def resolve_model(name: str) -> ModelSpec | None:
         return spec
     target = (current_app.config.get("GROK_MODEL_ALIASES") or {}).get(name)
     return catalog.get(target) if target else None
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The catalog entry for `name` (or its alias); a 404 listing every usable name else."""
+    spec = resolve_model(name)
+    if spec is None:
+        raise NotFound(
+            f"model {name!r} does not exist; available: {', '.join(model_names())}",
+            code="model_not_found",
+            param="model",
+        )
+    return spec
 
 
 def model_names() -> list[str]:

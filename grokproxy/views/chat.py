@@ -15,7 +15,7 @@ from ..images import image_url_maker
 from ..logs import note_model
 from ..openai import SSE_DONE, SSE_KEEPALIVE, CompletionBuilder, sse
 from ..schemas import load_chat_request
-from ..turns import model_names, resolve_model
+from ..turns import model_spec
 from ..upstream import model_catalog
 
 bp = Blueprint("chat", __name__)
@@ -109,19 +109,9 @@ def chat_completions():
     payload = _json_body()
     chat = load_chat_request(payload)
     note_model(chat.model)
-    spec = resolve_model(chat.model)  # a catalog name, or one of GROK_MODEL_ALIASES
-    if spec is None:
-        raise NotFound(
-            f"model {chat.model!r} does not exist; available: {', '.join(model_names())}",
-            code="model_not_found",
-            param="model",
-        )
-    admission = limits.admit(caller)
-    try:
+    spec = model_spec(chat.model)  # a catalog name, or one of GROK_MODEL_ALIASES
+    with limits.admitted(caller) as admission:
         opened = relay.open_reply(caller, chat, spec, read_all=not chat.stream)
-    except BaseException:
-        limits.refund(admission)  # nothing was answered: the request does not count
-        raise
     builder = CompletionBuilder(
         chat.model,
         thinking_format=current_app.config["THINKING_FORMAT"],

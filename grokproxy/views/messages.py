@@ -81,12 +81,8 @@ def create_message():
     chat = ChatRequest(
         model=spec.name, messages=req.messages, stream=req.stream, tool_config=req.tool_config
     )
-    admission = limits.admit(caller)
-    try:
+    with limits.admitted(caller) as admission:
         opened = relay.open_reply(caller, chat, spec, read_all=not req.stream)
-    except BaseException:
-        limits.refund(admission)  # nothing was answered: the request does not count
-        raise
     reader = ReplyReader(req.tool_config, _image_url_maker(opened), opened.prompt.text)
     builder = MessageBuilder(req, reader)
     if req.stream:

@@ -10,13 +10,13 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from .. import limits, relay, response_store
 from ..auth import Caller, chat_caller
 from ..bodies import json_body
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest
 from ..images import image_url_maker
 from ..logs import note_model
 from ..openai import SSE_KEEPALIVE
 from ..responses_api import ResponseBuilder, call_history, load_request, sse_event
 from ..schemas import ChatRequest
-from ..turns import ReplyReader, model_names, resolve_model
+from ..turns import ReplyReader, model_spec
 
 bp = Blueprint("responses", __name__)
 log = logging.getLogger(__name__)
@@ -29,13 +29,7 @@ def create_response():
     caller = chat_caller()
     req = load_request(json_body("the request body is empty: send a JSON Responses API request"))
     note_model(req.model)
-    spec = resolve_model(req.model)
-    if spec is None:
-        raise NotFound(
-            f"model {req.model!r} does not exist; available: {', '.join(model_names())}",
-            code="model_not_found",
-            param="model",
-        )
+    spec = model_spec(req.model)
     messages = req.messages
     previous = None
     if req.previous_response_id:
@@ -57,12 +51,8 @@ def create_response():
         parent_message_id=previous.reply_id if previous else None,
         tool_config=req.tool_config,
     )
-    admission = limits.admit(caller)
-    try:
+    with limits.admitted(caller) as admission:
         opened = relay.open_reply(caller, chat, spec, read_all=not req.stream)
-    except BaseException:
-        limits.refund(admission)  # nothing was answered: the request does not count
-        raise
     reader = ReplyReader(req.tool_config, _image_url_maker(opened), opened.prompt.text)
     builder = ResponseBuilder(req, reader, previous_response_id=previous.id if previous else None)
     if req.stream:
