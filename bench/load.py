@@ -13,7 +13,11 @@ one JSON object with the figures of the run on stdout.
   first answer token direct, the first non-empty `delta.content` chunk proxied).
 - `held`: `concurrency` streams opened together (ramped over `--ramp` seconds) and held to the
   end; every content chunk's arrival gap minus the emulator's pace (`--interval`) is an "extra
-  gap". Direct extra gaps are the floor (emulator + this client); the proxy adds the rest.
+  gap". Direct extra gaps are the floor (emulator + this client); the proxy adds the rest. A
+  stream counts as open from its first content chunk to its end; `peak_open` is the most open
+  at one moment (all of them when the server holds every stream at once, fewer when it queues).
+  2,000 streams are 2,000 sockets (WebSockets direct over the gateway): the fd limit is raised
+  to the hard limit at start.
 
 `--transport` says how the direct target talks to the emulator: `http` posts to
 conversations/new (the modes dialect), `gateway` opens one WebSocket per turn on `/ws/mgw/`
@@ -318,13 +322,28 @@ async def held(session, target: Target, streams: int, interval: float, ramp: flo
     firsts: list[float] = []
     errors: list[str] = []
     chunks = 0
+    # A stream is "open" from its first content chunk to its end: the server is serving it,
+    # not holding it in a queue. The peak says whether every stream was held at once.
+    open_now = peak_open = 0
 
     async def one(i: int) -> None:
-        nonlocal chunks
+        nonlocal chunks, open_now, peak_open
         await asyncio.sleep(ramp * i / max(1, streams))
         sent = time.monotonic()
         arrivals: list[float] = []
-        ok, why = await read_stream(session, target, sent, arrivals.append)
+
+        def on_content(arrival: float) -> None:
+            nonlocal open_now, peak_open
+            if not arrivals:
+                open_now += 1
+                peak_open = max(peak_open, open_now)
+            arrivals.append(arrival)
+
+        try:
+            ok, why = await read_stream(session, target, sent, on_content)
+        finally:
+            if arrivals:
+                open_now -= 1
         if not ok:
             errors.append(why)
         if arrivals:
@@ -338,10 +357,13 @@ async def held(session, target: Target, streams: int, interval: float, ramp: flo
         "streams": streams,
         "completed": streams - len(errors),
         "errors": len(errors),
-        "error_samples": errors[:3],
+        "error_samples": sorted(set(errors))[:3],
         "chunks": chunks,
+        "peak_open": peak_open,
         "wall_s": round(time.monotonic() - began, 1),
         "ttfb_p50_ms": ms(percentile(firsts, 50)),
+        "ttfb_p99_ms": ms(percentile(firsts, 99)),
+        "ttfb_max_ms": ms(max(firsts) if firsts else None),
         "gap_p50_ms": ms(percentile(extra, 50)),
         "gap_p99_ms": ms(percentile(extra, 99)),
         "gap_max_ms": ms(max(extra) if extra else None),
@@ -383,7 +405,10 @@ def main() -> None:
     args = p.parse_args()
     if args.target == "proxy" and not args.api_key:
         p.error("--api-key (the pool key) is required for the proxy target")
+    # One socket per stream (plus a few): say so at once rather than fail 2,000 streams late.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < args.concurrency + 64:
+        p.error(f"{args.concurrency} streams need more fds than the hard limit of {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     figures = asyncio.run(main_async(args))
     usage = resource.getrusage(resource.RUSAGE_SELF)
