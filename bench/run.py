@@ -449,7 +449,8 @@ def resource_rows(
 
 def memory_rows(proxied: Run, streams: int) -> list[tuple[str, Any, Any, bool]]:
     """grokproxy's memory at idle (sampled just before the load), at peak, and per held stream
-    above idle; RSS sums count pages the forked workers share once per worker, PSS splits them."""
+    above idle (`streams`: those held at once); RSS sums count pages the forked workers share
+    once per worker, PSS splits them."""
     rows: list[tuple[str, Any, Any, bool]] = []
     for kind, idle, peak in (
         ("RSS", proxied.proxy_idle_rss, proxied.proxy_rss),
@@ -572,6 +573,9 @@ def held_streams(ctx, key: str, streams: int, seconds: float, pace: float, ramp:
     proxied = ctx.drive("proxy", ctx.proxy.base_url, "held", opts)
     d, p = direct.figures, proxied.figures
     added = difference(p["gap_p99_ms"], d["gap_p99_ms"])
+    # Memory per stream is per stream grokproxy held at once: streams it refused or queued
+    # cost it nothing meanwhile, and dividing by them would flatter it.
+    held_at_once = p["peak_open"] or streams
     result = {
         "streams": streams,
         "seconds": seconds,
@@ -581,10 +585,10 @@ def held_streams(ctx, key: str, streams: int, seconds: float, pace: float, ramp:
         "added_gap_p99": added,
         "wall_ratio": round(p["wall_s"] / d["wall_s"], 3) if d["wall_s"] else None,
         "per_stream_kib": per(
-            difference(proxied.proxy_rss, proxied.proxy_idle_rss, 3), streams, 1024
+            difference(proxied.proxy_rss, proxied.proxy_idle_rss, 3), held_at_once, 1024
         ),
         "per_stream_pss_kib": per(
-            difference(proxied.proxy_pss, proxied.proxy_idle_pss, 3), streams, 1024
+            difference(proxied.proxy_pss, proxied.proxy_idle_pss, 3), held_at_once, 1024
         ),
     }
     ctx.results[(key, *ctx.key)] = result
@@ -601,7 +605,7 @@ def held_streams(ctx, key: str, streams: int, seconds: float, pace: float, ramp:
         ("extra gap between chunks max ms", d["gap_max_ms"], p["gap_max_ms"], False),
         ("p99 extra gap added by grokproxy ms", None, added, False),
         ("wall s (proxied / direct: vs the floor's wall)", d["wall_s"], p["wall_s"], True),
-        *memory_rows(proxied, streams),
+        *memory_rows(proxied, held_at_once),
         *resource_rows(direct, proxied, rss=False),
     ]
     note = (
@@ -610,6 +614,12 @@ def held_streams(ctx, key: str, streams: int, seconds: float, pace: float, ramp:
         "memory is sampled after a warm-up, just before the load. Emulator CPU for the same "
         f"streams: {proxied.emu_cpu:.1f} s vs grokproxy {proxied.proxy_cpu or 0:.1f} s."
     )
+    if p["peak_open"] < d["peak_open"]:
+        note += (
+            f" grokproxy held at most {p['peak_open']:,} streams at once where the floor held "
+            f"{d['peak_open']:,}: its gaps and CPU are for a lighter load than the floor's; "
+            "memory per held stream divides by the streams it held."
+        )
     return rows, note + errors_note("direct", direct) + errors_note("proxied", proxied)
 
 
@@ -630,7 +640,8 @@ def scenario_hold2k(ctx) -> str:
     little memory, not relaying chunks fast; the held scenario measures the relay."""
     args = ctx.args
     streams = args.streams or (20 if args.quick else 2000)
-    seconds = args.stream_seconds or (1.0 if args.quick else 60.0)
+    # Quick streams of 2 s still overlap on a busy machine, so "all held at once" is checkable.
+    seconds = args.stream_seconds or (2.0 if args.quick else 60.0)
     pace = args.pace or (10.0 if args.quick else 2.0)
     ramp = args.ramp if args.ramp is not None else (0.2 if args.quick else 10.0)
     rows, note = held_streams(ctx, "hold2k", streams, seconds, pace, ramp)
@@ -1007,9 +1018,16 @@ def targets_summary(
                 cells.append("–")
                 continue
             ok = check(value, r)
+            cell = fmt(value, 2)
+            if scenario == "hold2k" and r["proxied"].figures["peak_open"] < r["streams"]:
+                # Every held-stream target is for all the streams held at once: figures of a
+                # server that held fewer describe a lighter load, so none of them counts as met.
+                ok = False
+                if check is not _held_at_once:
+                    cell += f" ({r['proxied'].figures['peak_open']:,} of {r['streams']:,} held)"
             measured += 1
             met += ok
-            cells.append(f"{fmt(value, 2)} {'**met**' if ok else 'missed'}")
+            cells.append(f"{cell} {'**met**' if ok else 'missed'}")
         lines.append(f"| {name} | {goal} | {' | '.join(cells)} |")
     scale = sorted(
         {(r["streams"], r["seconds"], r["pace"]) for k, r in results.items() if k[0] == "hold2k"}
