@@ -188,43 +188,52 @@ def test_gthread_workers_serve_streamed_and_whole_chats(served, emu, tmp_path, d
 def test_one_gevent_worker_holds_many_more_streams_at_once_than_threads(
     served, emu, tmp_path, dialect, client
 ):
-    events: list[tuple[str, int]] = []
-    lock = threading.Lock()
+    started = threading.Semaphore(0)
+    release = threading.Event()
+    firsts: list[int] = []
     failures: list[str] = []
 
     def one_stream(index: int) -> None:
         try:
             response = chat(url, f"emu-many-{index}", stream=True)
             assert response.status_code == 200, response.text
-            for line in response.iter_lines():
-                if line.startswith(b"data: {") and b'"content"' in line:
-                    with lock:
-                        if ("first", index) not in events:
-                            events.append(("first", index))
-                elif line == b"data: [DONE]":
-                    with lock:
-                        events.append(("done", index))
+            # Kept: a dropped line iterator closes the response, and with it the connection.
+            lines = response.iter_lines()
+            while not next(lines).startswith(b'data: {"id"'):
+                pass
+            firsts.append(index)
+            started.release()
+            release.wait(60)
+            response.close()
         except Exception as exc:  # reported below, with the others
             failures.append(f"{index}: {exc!r}")
+            started.release()
 
     with served("gevent", dialect, client, GUNICORN_WORKERS="1") as url:
         whole = chat(url, "emu-many-whole", stream=False)
         assert whole.status_code == 200, whole.text
         assert whole.json()["choices"][0]["message"]["content"]
-        # Each reply now takes 2 s: every stream must have started before the first ends.
-        emu.configure(tokens=5, tokens_per_second=2.5)
+        assert stream_content(chat(url, "emu-many-stream", stream=True))
+        # Replies of 100 s: no stream can end by itself while the others start.
+        emu.configure(tokens=2000, tokens_per_second=20)
         threads = [threading.Thread(target=one_stream, args=(i,)) for i in range(STREAMS)]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join(60)
-    assert not failures, failures
-    kinds = [kind for kind, _ in events]
-    assert kinds.count("first") == kinds.count("done") == STREAMS
-    # One worker with one OS thread served them all at once.
-    assert kinds.index("done") >= STREAMS, events
+        try:
+            # Bounded: a worker serving them one after the other would never get there.
+            for _ in range(STREAMS):
+                assert started.acquire(timeout=60), f"{len(firsts)} of {STREAMS} streams started"
+            assert not failures, failures
+            open_upstream = [s for s in emu.streams() if s["outcome"] == "streaming"]
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join(60)
+    # One worker with one OS thread held them all at once, each with its upstream open.
+    assert sorted(firsts) == list(range(STREAMS))
+    assert len(open_upstream) == STREAMS
     turns = emu.chat_turns()
-    assert [turn["transport"] for turn in turns] == [TRANSPORTS[dialect]] * (STREAMS + 1)
+    assert [turn["transport"] for turn in turns] == [TRANSPORTS[dialect]] * (STREAMS + 2)
     assert_clean_log(tmp_path)
 
 
