@@ -1,14 +1,18 @@
 """gunicorn settings for grokproxy; every value can be overridden by an environment variable.
 
-gthread workers: a chat stream holds one thread for its whole life, and with gthread the
-`timeout` is a heartbeat of the worker, not a cap on a request, so long streams are never killed.
+Two worker models (GUNICORN_WORKER_CLASS; README "Worker model"):
+
+- `gevent`, the default: a worker serves all its connections on greenlets of one OS thread, so a
+  held stream costs a greenlet and two sockets; `worker_connections` bounds them per worker.
+- `gthread`: a chat stream holds one OS thread of its worker for its whole life; `threads`
+  bounds them per worker.
+
+With either, gunicorn's `timeout` is a heartbeat of the worker, not a cap on a request, so long
+streams are never killed.
 """
 
-import multiprocessing
 import os
-import shutil
 import sys
-import tempfile
 
 
 def _config_error(message: str):
@@ -29,17 +33,56 @@ def _int(name: str, default: int, least: int = 0) -> int:
     return value
 
 
+WORKER_CLASSES = ("gevent", "gthread")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent").strip().lower()
+if worker_class not in WORKER_CLASSES:
+    _config_error(
+        f"GUNICORN_WORKER_CLASS must be one of {', '.join(WORKER_CLASSES)}, "
+        f"got {os.environ['GUNICORN_WORKER_CLASS']!r}"
+    )
+if worker_class == "gevent":
+    # Before anything else is imported. The master builds the app and migrates in on_starting,
+    # and what that creates is inherited by every forked worker: ssl contexts, the SQLite write
+    # lock (unpatched, a real OS lock that would stop all of a worker's greenlets while one
+    # waits for it), psycopg's choice of wait function and curl_cffi's WebSocket selectors (both
+    # picked when they are imported). The worker patches again after the fork; that is a no-op.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import multiprocessing  # noqa: E402  (below the patching on purpose)
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-worker_class = "gthread"
-workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1, least=1)
-# Each open stream holds a thread: workers x threads is the number of concurrent streams.
-threads = _int("GUNICORN_THREADS", 128, least=1)
-# A gthread worker accepts while it holds fewer connections than this, and queues what its
-# threads cannot take yet. At 1000 the first worker to wake took most of a burst and made
-# streams wait for its threads while other workers idled; a little above `threads` leaves the
-# rest in the shared listen backlog for whichever worker has a thread free (docs/benchmarks.md).
-# The margin is for kept-alive connections (gthread keeps at most this minus `threads`).
-worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", threads + 8, least=1)
+CPUS = multiprocessing.cpu_count()
+if worker_class == "gevent":
+    # One worker per CPU, not 2n+1: a worker is one thread, so more workers than CPUs add no
+    # parallelism, only another copy of the app's imports (README, "Worker model").
+    workers = _int("GUNICORN_WORKERS", CPUS, least=1)
+    # Connections (held streams, kept-alive clients) one worker serves at once. The defaults
+    # hold 2,560 across the workers, over the 2,000 concurrent streams grokproxy is sized for:
+    # workers rarely split a burst evenly, and health checks and the admin API need room too.
+    worker_connections = _int(
+        "GUNICORN_WORKER_CONNECTIONS", max(1280, -(-2560 // workers)), least=1
+    )
+    threads = _int("GUNICORN_THREADS", 1, least=1)  # unused by gevent workers
+else:
+    workers = _int("GUNICORN_WORKERS", CPUS * 2 + 1, least=1)
+    # Each open stream holds a thread: workers x threads is the number of concurrent streams.
+    threads = _int("GUNICORN_THREADS", 128, least=1)
+    # A gthread worker accepts while it holds fewer connections than this, and queues what its
+    # threads cannot take yet. At 1000 the first worker to wake took most of a burst and made
+    # streams wait for its threads while other workers idled; a little above `threads` leaves
+    # the rest in the shared listen backlog for whichever worker has a thread free
+    # (docs/benchmarks.md). The margin is for kept-alive connections (gthread keeps at most
+    # this minus `threads`).
+    worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", threads + 8, least=1)
+# The app sizes its chat limit from these (grokproxy.concurrency.automatic_chat_limit): the
+# workers are forked from this process, so they see what gunicorn actually runs with.
+os.environ["GUNICORN_WORKER_CLASS"] = worker_class
+os.environ["GUNICORN_THREADS"] = str(threads)
+os.environ["GUNICORN_WORKER_CONNECTIONS"] = str(worker_connections)
 timeout = _int("GUNICORN_TIMEOUT", 120)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 75)

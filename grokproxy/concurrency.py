@@ -1,9 +1,10 @@
 """Concurrency bounds of chat requests: per worker process, and per caller across processes.
 
-A gthread worker has a fixed number of threads and a chat holds one for as long as grok.com
-takes. `MAX_CONCURRENT_CHATS` keeps some threads of every worker free of chats, so health checks,
-the admin API and the pages always find one; a chat over it is answered 503 at once rather
-than queued, because a queued request would hold a thread too.
+A worker serves a bounded number of requests at once: a gevent worker its `worker_connections`,
+a gthread worker its threads, and a chat holds one of them for as long as grok.com takes.
+`MAX_CONCURRENT_CHATS` keeps some of every worker's room free of chats, so health checks, the
+admin API and the pages always get in; a chat over it is answered 503 at once rather than
+queued, because a queued request would hold its connection (or thread) too.
 
 `MAX_CONCURRENT_PER_KEY` bounds one caller's chats across every worker of the host: each slot
 is a lock file (flock) in the instance folder, shared by the workers of one installation. The
@@ -29,6 +30,7 @@ from .errors import RateLimited as RateLimitedAnswer
 # Seconds a client is told to wait after a refusal for load: chats end and free slots quickly.
 BUSY_RETRY_AFTER = 2
 DEFAULT_GUNICORN_THREADS = 128
+DEFAULT_WORKER_CONNECTIONS = 1280  # gunicorn.conf.py's gevent default on up to two workers
 
 
 class ServerBusy(APIError):
@@ -40,15 +42,26 @@ class ServerBusy(APIError):
 
 
 def automatic_chat_limit(environ: dict[str, str] | None = None) -> int:
-    """Chats one worker runs at once when MAX_CONCURRENT_CHATS is 0: its threads minus a few."""
-    raw = (environ if environ is not None else os.environ).get("GUNICORN_THREADS", "")
+    """Chats one worker runs at once when MAX_CONCURRENT_CHATS is 0: what the worker can serve
+    at once (gevent: its connections; gthread: its threads) minus a few for other requests.
+
+    gunicorn.conf.py puts the values gunicorn runs with in the environment of its workers;
+    elsewhere (a test, `flask run`) the gevent default applies."""
+    env = environ if environ is not None else os.environ
+    if env.get("GUNICORN_WORKER_CLASS", "gevent").strip().lower() == "gthread":
+        room = _positive(env.get("GUNICORN_THREADS"), DEFAULT_GUNICORN_THREADS)
+        return max(1, room - max(1, min(8, room // 4)))
+    room = _positive(env.get("GUNICORN_WORKER_CONNECTIONS"), DEFAULT_WORKER_CONNECTIONS)
+    # A connection costs a greenlet, not a thread: keep a sixteenth (at least 8, at most 64)
+    # for health checks, the admin API, the pages and kept-alive clients between requests.
+    return max(1, room - max(1, min(64, max(8, room // 16), room // 4)))
+
+
+def _positive(raw: str | None, default: int) -> int:
     try:
-        threads = int(raw)
+        return max(1, int(raw or ""))
     except ValueError:
-        threads = DEFAULT_GUNICORN_THREADS
-    threads = max(1, threads)
-    reserved = max(1, min(8, threads // 4))
-    return max(1, threads - reserved)
+        return default
 
 
 class _Counter:

@@ -302,8 +302,10 @@ VARIABLES: tuple[Variable, ...] = (
         0,
         parse_non_negative_int,
         "Chats one worker process runs at once; over it a chat is answered 503 `server_busy` "
-        "with Retry-After at once, so health checks and the admin API always find a free "
-        "thread. 0: the worker's threads (GUNICORN_THREADS) minus a few (120 of 128).",
+        "with Retry-After at once, so health checks and the admin API always get in. 0: what "
+        "the worker serves at once minus a few: gevent, its connections "
+        "(GUNICORN_WORKER_CONNECTIONS) less a sixteenth, at most 64 (1216 of 1280); gthread, "
+        "its threads (GUNICORN_THREADS) minus a few (120 of 128).",
     ),
     Variable(
         "MAX_CONCURRENT_PER_KEY",

@@ -77,11 +77,21 @@ def test_the_old_timeout_names_keep_working(make_app):
     assert app.config["UPSTREAM_TOTAL_TIMEOUT"] == 40.0
 
 
-def test_the_automatic_chat_limit_leaves_threads_for_other_routes():
-    assert automatic_chat_limit({"GUNICORN_THREADS": "128"}) == 120
-    assert automatic_chat_limit({}) == 120
-    assert automatic_chat_limit({"GUNICORN_THREADS": "4"}) == 3
-    assert automatic_chat_limit({"GUNICORN_THREADS": "1"}) == 1
+def test_the_automatic_chat_limit_leaves_gthread_threads_for_other_routes():
+    gthread = {"GUNICORN_WORKER_CLASS": "gthread"}
+    assert automatic_chat_limit({**gthread, "GUNICORN_THREADS": "128"}) == 120
+    assert automatic_chat_limit(gthread) == 120
+    assert automatic_chat_limit({**gthread, "GUNICORN_THREADS": "4"}) == 3
+    assert automatic_chat_limit({**gthread, "GUNICORN_THREADS": "1"}) == 1
+
+
+def test_the_automatic_chat_limit_under_gevent_follows_worker_connections():
+    # A gevent worker's room is its connections, whatever GUNICORN_THREADS says.
+    assert automatic_chat_limit({"GUNICORN_THREADS": "4"}) == 1216
+    assert automatic_chat_limit({"GUNICORN_WORKER_CONNECTIONS": "1280"}) == 1216
+    assert automatic_chat_limit({"GUNICORN_WORKER_CONNECTIONS": "100"}) == 92
+    assert automatic_chat_limit({"GUNICORN_WORKER_CONNECTIONS": "4"}) == 3
+    assert automatic_chat_limit({"GUNICORN_WORKER_CONNECTIONS": "1"}) == 1
 
 
 def test_chats_over_the_worker_limit_get_a_quick_503_and_health_still_answers(live, emu):

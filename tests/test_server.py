@@ -26,26 +26,33 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def gunicorn(tmp_path: Path, repo_root: Path, **env_vars: str) -> Iterator[str]:
-    """Run the real server (gunicorn.conf.py, gthread) on SQLite; yields its base URL."""
+    """Run the real server (gunicorn.conf.py; gevent workers unless GUNICORN_WORKER_CLASS says
+    otherwise) on SQLite unless DATABASE_URL is given; yields its base URL. Its output goes to
+    `gunicorn.log` in tmp_path (a pipe nobody reads would stall a chatty server)."""
     port = free_port()
     env = {
         **os.environ,
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "2",
         "GUNICORN_THREADS": "4",
+        # A gevent worker that stops waits this long for kept-alive connections a test's client
+        # still holds (gthread drops idle ones at once).
+        "GUNICORN_GRACEFUL_TIMEOUT": "3",
         "GROKPROXY_INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": f"sqlite:///{tmp_path}/served.sqlite",
         **env_vars,
     }
     env.pop("SECRET_KEY", None)
     executable = Path(sys.executable).parent / "gunicorn"
-    proc = subprocess.Popen(
-        [str(executable), "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=repo_root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(executable), "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=repo_root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -54,7 +61,7 @@ def gunicorn(tmp_path: Path, repo_root: Path, **env_vars: str) -> Iterator[str]:
                 requests.get(f"{url}/healthz", timeout=2)
                 break
             except requests.ConnectionError:
-                assert proc.poll() is None, proc.stdout.read().decode()
+                assert proc.poll() is None, log_path.read_text(errors="replace")
                 assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
                 time.sleep(0.2)
         yield url

@@ -36,6 +36,7 @@ from .events import (
 from .headers import build_cookie
 from .mgw import GatewayParser
 from .settings import GrokSettings
+from .transport import run_native
 
 log = logging.getLogger(__name__)
 
@@ -257,12 +258,17 @@ def _connect_curl(
 
     session = curl_requests.Session(impersonate=settings.impersonate)
     try:
-        ws = session.ws_connect(
-            url,
-            headers={**headers, "Sec-WebSocket-Protocol": SUBPROTOCOL},
-            proxy=proxy,
-            timeout=timeout,
-            max_message_size=MAX_MESSAGE_BYTES,
+        # The handshake is one blocking libcurl perform(): under gevent it runs on an OS thread
+        # (run_native), or it would stop the worker's every greenlet until grok.com answers.
+        # Afterwards recv and send wait on selectors, which gevent's patching makes cooperative.
+        ws = run_native(
+            lambda: session.ws_connect(
+                url,
+                headers={**headers, "Sec-WebSocket-Protocol": SUBPROTOCOL},
+                proxy=proxy,
+                timeout=timeout,
+                max_message_size=MAX_MESSAGE_BYTES,
+            )
         )
     except Exception as exc:
         refused = _REFUSED_UPGRADE.search(str(exc))
@@ -288,7 +294,9 @@ def _diagnose(
 ) -> GrokError:
     http_url = "http" + url[2:]  # ws:// -> http://, wss:// -> https://
     try:
-        answer = session.get(http_url, headers=headers, proxy=proxy, timeout=timeout)
+        answer = run_native(
+            lambda: session.get(http_url, headers=headers, proxy=proxy, timeout=timeout)
+        )
     except Exception:
         return _refused(status, "", "")
     if answer.status_code != status:

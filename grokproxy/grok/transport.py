@@ -4,6 +4,13 @@ Both sit behind one small interface (`Transport.request` -> `UpstreamResponse`) 
 never cares which is in use. Every response is streamed, and `UpstreamResponse.close()` may be
 called from any thread: it shuts the socket down first, so a reader blocked on a silent upstream
 wakes at once and grok.com sees the TCP connection close immediately.
+
+Under gevent workers (gunicorn.conf.py patches the standard library) requests' sockets yield to
+the hub by themselves, but libcurl knows nothing of gevent: a transfer's `perform()` would stop
+every greenlet of the worker for the whole of a stream. curl_cffi's transfers (and its WebSocket
+handshake, `run_native`) therefore run on real OS threads, and their chunks cross back to the
+waiting greenlet through `_HubChannel`, built on what gevent documents as safe to trigger from
+another thread (a loop's `async_` watcher).
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +41,9 @@ log = logging.getLogger(__name__)
 # Many chat streams stay open at once; each holds one pooled connection for its whole life.
 POOL_SIZE = 256
 CHUNK_SIZE = 64 * 1024
+# OS threads for curl_cffi under gevent: one per transfer in flight (a held stream keeps its own),
+# started on demand; a worker holds at most its worker_connections streams.
+NATIVE_THREADS = 4096
 PROXY_PENALTY_SECONDS = 120.0  # after grok.com blocked a request made through the proxy
 NETWORK_PENALTY_SECONDS = 30.0  # after the proxy itself failed (refused, timed out)
 
@@ -182,6 +194,93 @@ def _block_all_cookies() -> http.cookiejar.CookieJar:
     return jar
 
 
+def gevent_patched() -> bool:
+    """Whether this process runs under gevent's monkey-patching (a gevent gunicorn worker)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("threading")
+
+
+_native_pools: dict[int, Any] = {}
+
+
+def _native_pool() -> Any:
+    """This process's pool of real OS threads for libcurl (gevent only; remade after a fork)."""
+    pool = _native_pools.get(os.getpid())
+    if pool is None:
+        from gevent.threadpool import ThreadPool
+
+        pool = _native_pools[os.getpid()] = ThreadPool(NATIVE_THREADS)
+    return pool
+
+
+def run_native(call: Callable[[], Any]) -> Any:
+    """`call()`, on an OS thread under gevent so a blocking libcurl call lets the other greenlets
+    run meanwhile; directly otherwise. Its result is returned and its exception raised here."""
+    if not gevent_patched():
+        return call()
+    return _native_pool().spawn(call).get()
+
+
+class _HubChannel:
+    """Items handed from an OS thread to one greenlet of the hub that made the channel.
+
+    gevent's Event and queues are for greenlets of one thread only; a loop's `async_` watcher is
+    the primitive gevent documents as safe to trigger from any thread. `put` appends (a deque's
+    append is atomic) and triggers it; its callback, on the hub, wakes the reader."""
+
+    def __init__(self) -> None:
+        from gevent import get_hub
+        from gevent.event import Event
+        from gevent.monkey import get_original
+
+        self._items: deque[Any] = deque()
+        self._ready = Event()
+        self._ended = False
+        # A real lock (held for a few instructions): the hub must never close the watcher
+        # between the thread's last `put` and its `send`.
+        self._lock = get_original("_thread", "allocate_lock")()
+        self._watcher = get_hub().loop.async_()
+        self._watcher.start(self._wake)
+
+    def put(self, item: Any, *, last: bool = False) -> None:
+        """Hand `item` over (from any thread); `last` closes the channel after it."""
+        with self._lock:
+            self._items.append(item)
+            self._ended = last
+            self._watcher.send()
+
+    def _wake(self) -> None:
+        self._ready.set()
+        with self._lock:
+            if self._ended:  # nothing more will come: free the watcher, on the hub as it wants
+                self._watcher.stop()
+                self._watcher.close()
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next item; waits cooperatively. Raises TimeoutError after `timeout` seconds."""
+        while not self._items:
+            self._ready.clear()
+            if self._items:
+                break
+            if not self._ready.wait(timeout):
+                raise TimeoutError(f"no answer within {timeout:g} s")
+        return self._items.popleft()
+
+
+class _Failed:
+    """A transfer's exception, carried through a _HubChannel."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Done:
+    """A finished transfer's curl_cffi response, carried through a _HubChannel."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+
 class Transport:
     """The process-wide HTTP client for grok.com (requests, or curl_cffi when impersonating)."""
 
@@ -223,6 +322,8 @@ class Transport:
         proxy = self.proxies.next() if use_proxy else None
         timeout = budgeted(timeout or self._timeout, deadline)
         try:
+            if self.kind == "curl_cffi" and gevent_patched():
+                return self._curl_request_native(method, url, headers, json, data, proxy, timeout)
             if self.kind == "curl_cffi":
                 return self._curl_request(method, url, headers, json, data, proxy, timeout)
             return self._requests_request(method, url, headers, json, data, proxy, timeout)
@@ -325,23 +426,129 @@ class Transport:
             if not abort:
                 resp.close()
                 return
-            # curl only notices its quit flag when data arrives; shutting the socket down makes
-            # a silent transfer fail at once instead of at the read timeout.
-            with contextlib.suppress(Exception):
-                from curl_cffi.const import CurlInfo
-
-                fd = curl.getinfo(CurlInfo.ACTIVESOCKET)
-                if isinstance(fd, int) and fd >= 0:
-                    dup = socket.socket(fileno=os.dup(fd))
-                    try:
-                        dup.shutdown(socket.SHUT_RDWR)
-                    finally:
-                        dup.close()
+            # Shutting the socket down makes a silent transfer fail at once instead of at the
+            # read timeout.
+            _shutdown_active_socket(curl)
             # resp.close() joins the transfer thread; never make the caller wait for it.
             threading.Thread(target=resp.close, daemon=True, name="grok-curl-close").start()
 
         headers_map = {k: v for k, v in resp.headers.items() if v is not None}
         return UpstreamResponse(resp.status_code, headers_map, resp.iter_content(), close, proxy)
+
+    def _curl_request_native(self, method, url, headers, json, data, proxy, timeout):
+        """curl_cffi under gevent: the transfer runs whole on an OS thread of the native pool and
+        writes each chunk into a _HubChannel; the greenlet reads them from there.
+
+        curl_cffi's own streaming waits on threading primitives that gevent has turned into
+        greenlet-only ones, so it is not used here: the transfer is a plain (non-stream) request
+        whose body goes to a callback. The answer's status and headers are read from curl when
+        the first body byte arrives; an answer without a body comes whole at the end."""
+        from curl_cffi.const import CurlInfo
+
+        connect, first_byte = timeout
+        channel = _HubChannel()
+        state = _NativeTransfer()
+        session = self._curl_session
+
+        def on_chunk(chunk: bytes) -> int:
+            if state.stop:
+                return 0xFFFFFFFF  # CURL_WRITEFUNC_ERROR: abort the transfer
+            if not state.started:
+                state.started = True
+                curl = state.curl
+                head = {"content-type": curl.getinfo(CurlInfo.CONTENT_TYPE) or ""}
+                if isinstance(head["content-type"], bytes):
+                    head["content-type"] = head["content-type"].decode("latin-1")
+                length = curl.getinfo(CurlInfo.CONTENT_LENGTH_DOWNLOAD_T)
+                if isinstance(length, int) and length >= 0:
+                    head["content-length"] = str(length)
+                channel.put((curl.getinfo(CurlInfo.RESPONSE_CODE), head))
+            channel.put(chunk)
+            return len(chunk)
+
+        def transfer() -> None:
+            # On an OS thread: the session hands each thread its own curl handle.
+            state.curl = session.curl
+            try:
+                response = session.request(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    json=json,
+                    data=data,
+                    proxy=proxy,
+                    timeout=(connect, self.settings.read_timeout),
+                    allow_redirects=False,
+                    discard_cookies=True,
+                    content_callback=on_chunk,
+                )
+            except BaseException as exc:  # handed to the waiting greenlet
+                channel.put(_Failed(exc), last=True)
+            else:
+                channel.put(_Done(response), last=True)
+
+        _native_pool().spawn(transfer)
+        try:
+            first = channel.get(connect + first_byte)
+        except TimeoutError:
+            state.abort()
+            raise
+        if isinstance(first, _Failed):
+            raise first.error
+        if isinstance(first, _Done):  # the whole answer, without a body
+            answer = first.response
+            head = {k: v for k, v in answer.headers.items() if v is not None}
+            return UpstreamResponse(answer.status_code, head, iter(()), lambda _abort: None, proxy)
+        status, head = first
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                item = channel.get()
+                if isinstance(item, _Failed):
+                    raise item.error
+                if isinstance(item, _Done):
+                    return
+                yield item
+
+        def close(abort: bool) -> None:
+            if abort:
+                state.abort()
+            else:  # read to the end, or left by its reader: nothing more is wanted
+                state.stop = True
+
+        return UpstreamResponse(status, head, chunks(), close, proxy)
+
+
+class _NativeTransfer:
+    """What the greenlet and the OS thread of one native curl transfer share."""
+
+    def __init__(self) -> None:
+        self.curl: Any = None
+        self.started = False
+        self.stop = False
+
+    def abort(self) -> None:
+        """End the transfer now: the write callback refuses the next chunk, and the socket is
+        shut down so a silent upstream fails at once instead of at the read timeout."""
+        self.stop = True
+        curl = self.curl
+        if curl is not None:
+            _shutdown_active_socket(curl)
+
+
+def _shutdown_active_socket(curl: Any) -> None:
+    """Shut down both directions of a curl handle's connection (curl only checks its quit flag
+    when data arrives); grok.com sees the close at once."""
+    with contextlib.suppress(Exception):
+        from curl_cffi.const import CurlInfo
+
+        fd = curl.getinfo(CurlInfo.ACTIVESOCKET)
+        if isinstance(fd, int) and fd >= 0:
+            dup = socket.socket(fileno=os.dup(fd))
+            try:
+                dup.shutdown(socket.SHUT_RDWR)
+            finally:
+                dup.close()
 
 
 class _Started:
