@@ -596,17 +596,23 @@ WHERE id = :id""",
 }
 
 
+_SUCCESS_STATEMENTS = {dialect: text(sql) for dialect, sql in _SUCCESS_SQL.items()}
+
+
 def record_success(account_id: int, mode: str | None) -> None:
     """A reply on this account ended well: spend one query of `mode`, end a broken-stream run."""
+    statement, params = success_statement(account_id, mode, db.engine.dialect.name)
     with write_transaction() as conn:
-        dialect = conn.dialect.name
-        if not mode:
-            conn.execute(
-                update(accounts).where(accounts.c.id == account_id).values(stream_failures=0)
-            )
-            return
-        path = _quota_paths(dialect, mode)["remaining_path"]
-        conn.execute(text(_SUCCESS_SQL[dialect]), {"id": account_id, "path": path})
+        conn.execute(statement, params)
+
+
+def success_statement(account_id: int, mode: str | None, dialect: str) -> tuple[Any, dict]:
+    """record_success's statement and parameters, for a caller that writes it in a transaction
+    of its own making (a request's bookkeeping, relay.defer_write)."""
+    if not mode:
+        return update(accounts).where(accounts.c.id == account_id).values(stream_failures=0), {}
+    path = _quota_paths(dialect, mode)["remaining_path"]
+    return _SUCCESS_STATEMENTS[dialect], {"id": account_id, "path": path}
 
 
 def record_stream_failure(
