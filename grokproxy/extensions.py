@@ -87,6 +87,15 @@ def _sqlite_end(conn) -> None:
         SQLITE_WRITE_LOCK.release()
 
 
+def end_read() -> None:
+    """End the request session's read transaction, if it has one: a pool key's chat never
+    touches the session, and committing it would create one just to end nothing."""
+    if db.session.registry.has():
+        session = db.session()
+        if session.in_transaction():
+            session.commit()
+
+
 @contextmanager
 def write_transaction() -> Iterator[Connection]:
     """One short write transaction on its own connection (SQLite: BEGIN IMMEDIATE, queued)."""

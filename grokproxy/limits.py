@@ -21,9 +21,9 @@ from flask import current_app
 from sqlalchemy import bindparam, select, text, update
 
 from . import metrics, relay
-from .auth import Caller
+from .auth import NOT_READ, Caller
 from .errors import RateLimited
-from .extensions import db, write_transaction
+from .extensions import db, end_read, write_transaction
 from .models import RequestStat, UsageCounter, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,9 @@ def limit_of(caller: Caller) -> tuple[str | None, int]:
     """(counter scope, daily limit) of a chat caller; a raw SSO caller is not counted."""
     config = current_app.config
     if caller.kind == "user":
-        override = db.session.scalar(select(User.daily_limit).where(User.id == caller.user_id))
+        override = caller.daily_limit
+        if override is NOT_READ:
+            override = db.session.scalar(select(User.daily_limit).where(User.id == caller.user_id))
         limit = config["USER_DAILY_LIMIT"] if override is None else override
         return caller.owner, int(limit)
     if caller.kind == "pool":
@@ -139,7 +141,7 @@ def admit(caller: Caller) -> Admission:
             _COUNT, {"scope": scope, "day": day, "now": now}, what=f"the daily count of {scope}"
         )
         return Admission(scope, day, 0, 0, pending)
-    db.session.commit()  # end the caller lookup's read: the counter has a transaction of its own
+    end_read()  # end the caller lookup's read: the counter has a transaction of its own
     with write_transaction() as conn:
         used = conn.execute(
             _COUNT_BELOW_LIMIT, {"scope": scope, "day": day, "now": now, "limit": limit}

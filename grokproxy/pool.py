@@ -35,6 +35,7 @@ from sqlalchemy import (
     case,
     create_engine,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -119,13 +120,14 @@ def quota_blocks(quota: dict[str, Any] | None, mode: str | None, now: datetime) 
     return reset if reset > now else None
 
 
-def _next_sequence(conn: Connection) -> int:
+def _next_sequence(conn: Connection):
+    """The next rotation number, as an expression of the UPDATE that stamps it (no round trip
+    of its own)."""
     if conn.dialect.name == "postgresql":
-        return conn.execute(text(f"SELECT nextval('{PICK_SEQUENCE}')")).scalar_one()
+        return literal_column(f"nextval('{PICK_SEQUENCE}')")
     # SQLite: the IMMEDIATE transaction holds the write lock, so max + 1 cannot be taken twice.
-    return conn.execute(
-        select(func.coalesce(func.max(accounts.c.last_used_seq), 0) + 1)
-    ).scalar_one()
+    latest = select(func.coalesce(func.max(accounts.c.last_used_seq), 0) + 1)
+    return latest.correlate(None).scalar_subquery()
 
 
 def _stamp_used(conn: Connection, account_id: int, now: datetime) -> Lease:

@@ -38,7 +38,7 @@ from .errors import (
     database_unavailable,
 )
 from .errors import RateLimited as RateLimitedAnswer
-from .extensions import db, write_transaction
+from .extensions import db, end_read, write_transaction
 from .grok import errors as grok_errors
 from .grok.catalog import ModelSpec
 from .grok.client import ChatTurn, ImageDownloadError, Reply
@@ -233,7 +233,7 @@ def _open_reply(
     # End the read transaction of authentication and lookup: none stays open while grok.com is
     # called, and on SQLite a later write on that stale snapshot would fail ("database is
     # locked") once the pool has committed its own write.
-    db.session.commit()
+    end_read()
     if conversation is not None:
         prompt = _prompt(last_user_message, chat)
         parent = chat.parent_message_id or conversation.last_response_id
