@@ -67,12 +67,15 @@ def _sqlite_begin(conn) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
         raise ValueError(f"unknown sqlite_begin mode {mode!r}")
+    # Straight to the driver: through SQLAlchemy's execution machinery a BEGIN cost as much as
+    # the statement it opens for (a compiled-statement context, events, a result).
+    driver = conn.connection.dbapi_connection
     if mode == "DEFERRED":
-        conn.exec_driver_sql("BEGIN")
+        driver.execute("BEGIN")
         return
     SQLITE_WRITE_LOCK.acquire()
     try:
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        driver.execute(f"BEGIN {mode}")
     except BaseException:
         SQLITE_WRITE_LOCK.release()
         raise

@@ -95,6 +95,28 @@ def _secrets() -> SecretBox:
     return current_app.extensions["grokproxy.secrets"]
 
 
+# Decrypted pool tokens by their stored ciphertext, per SecretBox: a Fernet decryption (HMAC
+# check and AES) on every pick was a tenth of the pick's cost. A ciphertext never changes its
+# plaintext (a new token is a new ciphertext), so entries never go stale; the bound only keeps
+# a pool whose tokens are re-added over and over from growing the cache.
+_TOKEN_CACHE_SIZE = 4096
+# The entry keeps its box alive, so no later box can take its id while the entry stands.
+_tokens: dict[tuple[int, str], tuple[SecretBox, str]] = {}
+
+
+def _decrypt_token(ciphertext: str) -> str:
+    box = _secrets()
+    key = (id(box), ciphertext)
+    cached = _tokens.get(key)
+    if cached is not None and cached[0] is box:
+        return cached[1]
+    token = box.decrypt(ciphertext)
+    if len(_tokens) >= _TOKEN_CACHE_SIZE:
+        _tokens.clear()
+    _tokens[key] = (box, token)
+    return token
+
+
 def _usable(now: datetime):
     """Active accounts, and cooling ones whose cooldown has passed (they return by themselves)."""
     return or_(
@@ -155,7 +177,7 @@ def _stamp_used(conn: Connection, account_id: int, now: datetime) -> Lease:
 
 
 def _lease(row: Any) -> Lease:
-    token = _secrets().decrypt(row.token_encrypted)
+    token = _decrypt_token(row.token_encrypted)
     return Lease(row.id, row.email_md5, token, row.token_preview, row.upstream_user_id)
 
 
@@ -327,7 +349,7 @@ def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Leas
             row = _pick_postgres(mode, exclude, now)
             if row is not None:
                 account_id, email_md5, token_encrypted, token_preview, user_id = row
-                token = _secrets().decrypt(token_encrypted)
+                token = _decrypt_token(token_encrypted)
                 return Lease(account_id, email_md5, token, token_preview, user_id)
             # Every candidate was locked or restamped by concurrent pickers: that is a lost
             # race, not an empty pool, as long as something usable remains.
