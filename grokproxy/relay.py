@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app, g, has_request_context
-from sqlalchemy import Executable, insert, select, update
+from sqlalchemy import Executable, bindparam, insert, select, update
 
 from . import chat_history, metrics, pool
 from .auth import Caller
@@ -630,36 +630,53 @@ def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:
     return UpstreamFailed(f"grok.com failed: {exc.message}", code="upstream_error")
 
 
+# The conversation record's statements, built once: built per request (values() and a where
+# clause each time) they cost more than their execution, cached compiled form or not.
+_NEW_CONVERSATION = insert(conversations)
+_NEXT_TURN = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("row_id"))
+    .values(
+        last_response_id=bindparam("response_id"),
+        turns=conversations.c.turns + 1,
+        model=bindparam("chat_model"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def _record_conversation(
     caller: Caller, chat: ChatRequest, opened: OpenedReply, known: Conversation | None
 ) -> None:
     """Remember who owns the conversation and where it lives, before the stream is relayed."""
     now = utcnow()
     if known is not None:
-        statement = (
-            update(conversations)
-            .where(conversations.c.id == known.id)
-            .values(
-                last_response_id=opened.response_id or known.last_response_id,
-                turns=conversations.c.turns + 1,
-                model=chat.model,
-                updated_at=now,
-            )
+        statement, params = (
+            _NEXT_TURN,
+            {
+                "row_id": known.id,
+                "response_id": opened.response_id or known.last_response_id,
+                "chat_model": chat.model,
+                "now": now,
+            },
         )
     elif opened.conversation_id:
-        statement = insert(conversations).values(
-            conversation_id=opened.conversation_id,
-            account_id=opened.account_id,
-            owner=caller.owner,
-            last_response_id=opened.response_id,
-            model=chat.model,
-            turns=1,
-            created_at=now,
-            updated_at=now,
+        statement, params = (
+            _NEW_CONVERSATION,
+            {
+                "conversation_id": opened.conversation_id,
+                "account_id": opened.account_id,
+                "owner": caller.owner,
+                "last_response_id": opened.response_id,
+                "model": chat.model,
+                "turns": 1,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
     else:
         return
-    _write_bookkeeping(statement, opened)
+    _write_bookkeeping(statement, opened, params)
 
 
 @dataclass
@@ -763,10 +780,12 @@ def _keep_for_later(write: _Write, exc: Exception) -> None:
     )
 
 
-def _write_bookkeeping(statement: Executable, opened: OpenedReply) -> None:
+def _write_bookkeeping(
+    statement: Executable, opened: OpenedReply, params: dict[str, Any] | None = None
+) -> None:
     """Write a conversation record with the request's bookkeeping (kept through an outage)."""
     what = f"conversation {opened.conversation_id} on account {opened.account_id}"
-    defer_write(statement, what=what, keep=True)
+    defer_write(statement, params, what=what, keep=True)
 
 
 def _flush_unrecorded() -> None:
