@@ -116,6 +116,10 @@ def register_extensions(app: Flask) -> None:
     from .extensions import db, migrate
 
     db.init_app(app)
+    # A request's bookkeeping writes, made together as it ends (relay.defer_write).
+    from .relay import write_deferred
+
+    app.teardown_request(write_deferred)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
 
 

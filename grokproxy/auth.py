@@ -20,6 +20,7 @@ from .grok.headers import normalize_token
 from .models import User
 
 CallerKind = Literal["pool", "user", "sso"]
+NOT_READ = object()  # Caller.daily_limit not read from the database
 
 # grok.com's `sso` cookie is an HS256 JWT: three base64url segments, the payload holding
 # `session_id`. The signature cannot be checked here (grok.com holds the key), but the shape is
@@ -39,6 +40,9 @@ class Caller:
     user_id: int | None = None
     account_id: int | None = None  # the account a user is bound to
     sso_token: str | None = field(default=None, repr=False)  # kind "sso": the caller's own token
+    # kind "user": the user's own daily limit, read with the key (None: USER_DAILY_LIMIT applies);
+    # NOT_READ for a Caller made without it, whose limit limits.limit_of then looks up.
+    daily_limit: int | object | None = NOT_READ
 
 
 def _secrets() -> SecretBox:
@@ -125,9 +129,19 @@ def chat_caller() -> Caller:
     for key in current_app.config.get("AUTHORIZATION") or ():
         if secrets_equal(token, key):
             return Caller("pool", owner=f"key:{digest[:40]}")
-    user = db.session.scalars(select(User).where(User.api_key_digest == digest)).first()
+    # Core and the three columns a chat needs (the daily limit too: limits.admit would read it
+    # again): the ORM's identity map and the full row cost more than the lookup itself.
+    user = db.session.execute(
+        select(User.id, User.account_id, User.daily_limit).where(User.api_key_digest == digest)
+    ).first()
     if user is not None:
-        return Caller("user", owner=f"user:{user.id}", user_id=user.id, account_id=user.account_id)
+        return Caller(
+            "user",
+            owner=f"user:{user.id}",
+            user_id=user.id,
+            account_id=user.account_id,
+            daily_limit=user.daily_limit,
+        )
     if current_app.config.get("ALLOW_SSO_BEARER"):
         try:
             sso = normalize_token(token)

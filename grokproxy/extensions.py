@@ -67,12 +67,15 @@ def _sqlite_begin(conn) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
         raise ValueError(f"unknown sqlite_begin mode {mode!r}")
+    # Straight to the driver: through SQLAlchemy's execution machinery a BEGIN cost as much as
+    # the statement it opens for (a compiled-statement context, events, a result).
+    driver = conn.connection.dbapi_connection
     if mode == "DEFERRED":
-        conn.exec_driver_sql("BEGIN")
+        driver.execute("BEGIN")
         return
     SQLITE_WRITE_LOCK.acquire()
     try:
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        driver.execute(f"BEGIN {mode}")
     except BaseException:
         SQLITE_WRITE_LOCK.release()
         raise
@@ -85,6 +88,15 @@ def _sqlite_end(conn) -> None:
     """A write transaction ends: the next writer of this process may go."""
     if conn.info.pop(_HOLDS_WRITE_LOCK, False):
         SQLITE_WRITE_LOCK.release()
+
+
+def end_read() -> None:
+    """End the request session's read transaction, if it has one: a pool key's chat never
+    touches the session, and committing it would create one just to end nothing."""
+    if db.session.registry.has():
+        session = db.session()
+        if session.in_transaction():
+            session.commit()
 
 
 @contextmanager

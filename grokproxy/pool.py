@@ -35,6 +35,7 @@ from sqlalchemy import (
     case,
     create_engine,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -94,6 +95,28 @@ def _secrets() -> SecretBox:
     return current_app.extensions["grokproxy.secrets"]
 
 
+# Decrypted pool tokens by their stored ciphertext, per SecretBox: a Fernet decryption (HMAC
+# check and AES) on every pick was a tenth of the pick's cost. A ciphertext never changes its
+# plaintext (a new token is a new ciphertext), so entries never go stale; the bound only keeps
+# a pool whose tokens are re-added over and over from growing the cache.
+_TOKEN_CACHE_SIZE = 4096
+# The entry keeps its box alive, so no later box can take its id while the entry stands.
+_tokens: dict[tuple[int, str], tuple[SecretBox, str]] = {}
+
+
+def _decrypt_token(ciphertext: str) -> str:
+    box = _secrets()
+    key = (id(box), ciphertext)
+    cached = _tokens.get(key)
+    if cached is not None and cached[0] is box:
+        return cached[1]
+    token = box.decrypt(ciphertext)
+    if len(_tokens) >= _TOKEN_CACHE_SIZE:
+        _tokens.clear()
+    _tokens[key] = (box, token)
+    return token
+
+
 def _usable(now: datetime):
     """Active accounts, and cooling ones whose cooldown has passed (they return by themselves)."""
     return or_(
@@ -119,13 +142,14 @@ def quota_blocks(quota: dict[str, Any] | None, mode: str | None, now: datetime) 
     return reset if reset > now else None
 
 
-def _next_sequence(conn: Connection) -> int:
+def _next_sequence(conn: Connection):
+    """The next rotation number, as an expression of the UPDATE that stamps it (no round trip
+    of its own)."""
     if conn.dialect.name == "postgresql":
-        return conn.execute(text(f"SELECT nextval('{PICK_SEQUENCE}')")).scalar_one()
+        return literal_column(f"nextval('{PICK_SEQUENCE}')")
     # SQLite: the IMMEDIATE transaction holds the write lock, so max + 1 cannot be taken twice.
-    return conn.execute(
-        select(func.coalesce(func.max(accounts.c.last_used_seq), 0) + 1)
-    ).scalar_one()
+    latest = select(func.coalesce(func.max(accounts.c.last_used_seq), 0) + 1)
+    return latest.correlate(None).scalar_subquery()
 
 
 def _stamp_used(conn: Connection, account_id: int, now: datetime) -> Lease:
@@ -153,7 +177,7 @@ def _stamp_used(conn: Connection, account_id: int, now: datetime) -> Lease:
 
 
 def _lease(row: Any) -> Lease:
-    token = _secrets().decrypt(row.token_encrypted)
+    token = _decrypt_token(row.token_encrypted)
     return Lease(row.id, row.email_md5, token, row.token_preview, row.upstream_user_id)
 
 
@@ -325,7 +349,7 @@ def pick_account(mode: str | None = None, exclude: Collection[int] = ()) -> Leas
             row = _pick_postgres(mode, exclude, now)
             if row is not None:
                 account_id, email_md5, token_encrypted, token_preview, user_id = row
-                token = _secrets().decrypt(token_encrypted)
+                token = _decrypt_token(token_encrypted)
                 return Lease(account_id, email_md5, token, token_preview, user_id)
             # Every candidate was locked or restamped by concurrent pickers: that is a lost
             # race, not an empty pool, as long as something usable remains.
@@ -596,17 +620,23 @@ WHERE id = :id""",
 }
 
 
+_SUCCESS_STATEMENTS = {dialect: text(sql) for dialect, sql in _SUCCESS_SQL.items()}
+
+
 def record_success(account_id: int, mode: str | None) -> None:
     """A reply on this account ended well: spend one query of `mode`, end a broken-stream run."""
+    statement, params = success_statement(account_id, mode, db.engine.dialect.name)
     with write_transaction() as conn:
-        dialect = conn.dialect.name
-        if not mode:
-            conn.execute(
-                update(accounts).where(accounts.c.id == account_id).values(stream_failures=0)
-            )
-            return
-        path = _quota_paths(dialect, mode)["remaining_path"]
-        conn.execute(text(_SUCCESS_SQL[dialect]), {"id": account_id, "path": path})
+        conn.execute(statement, params)
+
+
+def success_statement(account_id: int, mode: str | None, dialect: str) -> tuple[Any, dict]:
+    """record_success's statement and parameters, for a caller that writes it in a transaction
+    of its own making (a request's bookkeeping, relay.defer_write)."""
+    if not mode:
+        return update(accounts).where(accounts.c.id == account_id).values(stream_failures=0), {}
+    path = _quota_paths(dialect, mode)["remaining_path"]
+    return _SUCCESS_STATEMENTS[dialect], {"id": account_id, "path": path}
 
 
 def record_stream_failure(

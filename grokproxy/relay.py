@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flask import current_app
-from sqlalchemy import Executable, insert, select, update
+from flask import current_app, g, has_request_context
+from sqlalchemy import Executable, bindparam, insert, select, update
 
 from . import chat_history, metrics, pool
 from .auth import Caller
@@ -38,7 +38,7 @@ from .errors import (
     database_unavailable,
 )
 from .errors import RateLimited as RateLimitedAnswer
-from .extensions import db, write_transaction
+from .extensions import db, end_read, write_transaction
 from .grok import errors as grok_errors
 from .grok.catalog import ModelSpec
 from .grok.client import ChatTurn, ImageDownloadError, Reply
@@ -233,7 +233,7 @@ def _open_reply(
     # End the read transaction of authentication and lookup: none stays open while grok.com is
     # called, and on SQLite a later write on that stale snapshot would fail ("database is
     # locked") once the pool has committed its own write.
-    db.session.commit()
+    end_read()
     if conversation is not None:
         prompt = _prompt(last_user_message, chat)
         parent = chat.parent_message_id or conversation.last_response_id
@@ -446,7 +446,11 @@ def _try(
         reply.close()
         raise
     if read_all and attempt.account_id is not None:
-        pool.record_success(attempt.account_id, turn.spec.mode)  # the whole reply is read
+        # The whole reply is read: written with the request's other bookkeeping.
+        statement, params = pool.success_statement(
+            attempt.account_id, turn.spec.mode, db.engine.dialect.name
+        )
+        defer_write(statement, params, what=f"the reply on account {attempt.account_id}")
     return opened
 
 
@@ -626,67 +630,162 @@ def answer_for(exc: grok_errors.GrokError, who: str) -> APIError:
     return UpstreamFailed(f"grok.com failed: {exc.message}", code="upstream_error")
 
 
+# The conversation record's statements, built once: built per request (values() and a where
+# clause each time) they cost more than their execution, cached compiled form or not.
+_NEW_CONVERSATION = insert(conversations)
+_NEXT_TURN = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("row_id"))
+    .values(
+        last_response_id=bindparam("response_id"),
+        turns=conversations.c.turns + 1,
+        model=bindparam("chat_model"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def _record_conversation(
     caller: Caller, chat: ChatRequest, opened: OpenedReply, known: Conversation | None
 ) -> None:
     """Remember who owns the conversation and where it lives, before the stream is relayed."""
     now = utcnow()
     if known is not None:
-        statement = (
-            update(conversations)
-            .where(conversations.c.id == known.id)
-            .values(
-                last_response_id=opened.response_id or known.last_response_id,
-                turns=conversations.c.turns + 1,
-                model=chat.model,
-                updated_at=now,
-            )
+        statement, params = (
+            _NEXT_TURN,
+            {
+                "row_id": known.id,
+                "response_id": opened.response_id or known.last_response_id,
+                "chat_model": chat.model,
+                "now": now,
+            },
         )
     elif opened.conversation_id:
-        statement = insert(conversations).values(
-            conversation_id=opened.conversation_id,
-            account_id=opened.account_id,
-            owner=caller.owner,
-            last_response_id=opened.response_id,
-            model=chat.model,
-            turns=1,
-            created_at=now,
-            updated_at=now,
+        statement, params = (
+            _NEW_CONVERSATION,
+            {
+                "conversation_id": opened.conversation_id,
+                "account_id": opened.account_id,
+                "owner": caller.owner,
+                "last_response_id": opened.response_id,
+                "model": chat.model,
+                "turns": 1,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
     else:
         return
-    _write_bookkeeping(statement, opened)
+    _write_bookkeeping(statement, opened, params)
+
+
+@dataclass
+class _Write:
+    """One bookkeeping statement a request owes the database."""
+
+    statement: Executable
+    params: dict[str, Any] | None
+    what: str  # for the log: "conversation … on account 3"
+    keep: bool  # a conversation record: kept through a database outage and written later
 
 
 # Conversation writes that failed while grok.com's reply was already there: the reply is
 # delivered anyway, and these are written by the next request that reaches the database. They
 # live in this process only; a restart loses them, which its log line says.
-_unrecorded: deque[tuple[Executable, str]] = deque(maxlen=MAX_UNRECORDED)
+_unrecorded: deque[_Write] = deque(maxlen=MAX_UNRECORDED)
 _unrecorded_lock = threading.Lock()
+_DEFERRED = "grokproxy_deferred_writes"  # flask.g: the request's writes still to make
 
 
-def _write_bookkeeping(statement: Executable, opened: OpenedReply) -> None:
-    """Write a conversation record; when the database fails, keep it for later and go on: the
-    finished reply matters more than its bookkeeping."""
-    what = f"conversation {opened.conversation_id} on account {opened.account_id}"
+def defer_write(
+    statement: Executable, params: dict[str, Any] | None = None, *, what: str, keep: bool = False
+) -> _Write | None:
+    """Write `statement` with the request's other bookkeeping, in one transaction when the
+    request is done (`write_deferred`, before the first byte of the answer); at once outside a
+    request. Returns a handle for `cancel_write` (None when it was written at once).
+
+    A non-stream chat made five write transactions of one statement each (daily count, pick,
+    account success, conversation, overview count), each a BEGIN IMMEDIATE, commit and its share
+    of SQLAlchemy's per-execution cost; three of them can wait for the end of the request.
+    """
+    write = _Write(statement, params, what, keep)
+    if not has_request_context():
+        _write_each([write])
+        return None
+    pending = g.get(_DEFERRED)
+    if pending is None:
+        pending = g.grokproxy_deferred_writes = []
+    pending.append(write)
+    return write
+
+
+def cancel_write(write: _Write | None) -> None:
+    """Take back a deferred write that was not made yet (a request that failed early)."""
+    pending = g.get(_DEFERRED) if has_request_context() else None
+    if pending and write in pending:
+        pending.remove(write)
+
+
+def write_deferred(_exc: BaseException | None = None) -> None:
+    """The request's deferred writes, in one transaction (a teardown_request hook: the answer's
+    status is known and counted, no byte of it is sent yet). Each is made on its own as before
+    when the batch fails for a reason of one statement's own."""
+    pending = g.pop(_DEFERRED, None)
+    if not pending:
+        return
     try:
         _flush_unrecorded()
-        # Core, on its own connection: the ORM's unit of work cost more than the write itself.
+        # Core, on its own connection: the ORM's unit of work cost more than the writes.
         with write_transaction() as conn:
-            conn.execute(statement)
+            for write in pending:
+                conn.execute(write.statement, write.params)
+        return
     except Exception as exc:
-        if not database_unavailable(exc):
-            log.exception("could not record %s; the reply is delivered unrecorded", what)
+        if database_unavailable(exc):
+            for write in pending:
+                _keep_for_later(write, exc)
             return
-        with _unrecorded_lock:
-            if len(_unrecorded) == _unrecorded.maxlen:
-                log.error("lost bookkeeping: %s dropped (queue full)", _unrecorded[0][1])
-            _unrecorded.append((statement, what))
-        log.warning(
-            "database unavailable (%s): %s is recorded once it is back; the reply is delivered",
-            type(exc).__name__,
-            what,
-        )
+        log.info("bookkeeping batch failed (%s); writing each on its own", type(exc).__name__)
+    _write_each(pending)
+
+
+def _write_each(writes: list[_Write]) -> None:
+    """Each write in a transaction of its own; when the database fails, keep conversation
+    records for later and go on: the finished reply matters more than its bookkeeping."""
+    for write in writes:
+        try:
+            _flush_unrecorded()
+            with write_transaction() as conn:
+                conn.execute(write.statement, write.params)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                log.exception("could not record %s; the reply is delivered unrecorded", write.what)
+                continue
+            _keep_for_later(write, exc)
+
+
+def _keep_for_later(write: _Write, exc: Exception) -> None:
+    """The database is unavailable: a conversation record waits for it, the rest is lost."""
+    if not write.keep:
+        log.warning("database unavailable (%s): %s is not recorded", type(exc).__name__, write.what)
+        return
+    with _unrecorded_lock:
+        if len(_unrecorded) == _unrecorded.maxlen:
+            log.error("lost bookkeeping: %s dropped (queue full)", _unrecorded[0].what)
+        _unrecorded.append(write)
+    log.warning(
+        "database unavailable (%s): %s is recorded once it is back; the reply is delivered",
+        type(exc).__name__,
+        write.what,
+    )
+
+
+def _write_bookkeeping(
+    statement: Executable, opened: OpenedReply, params: dict[str, Any] | None = None
+) -> None:
+    """Write a conversation record with the request's bookkeeping (kept through an outage)."""
+    what = f"conversation {opened.conversation_id} on account {opened.account_id}"
+    defer_write(statement, params, what=what, keep=True)
 
 
 def _flush_unrecorded() -> None:
@@ -695,18 +794,18 @@ def _flush_unrecorded() -> None:
         with _unrecorded_lock:
             if not _unrecorded:
                 return
-            statement, what = _unrecorded[0]
+            write = _unrecorded[0]
         try:
             with write_transaction() as conn:
-                conn.execute(statement)
+                conn.execute(write.statement, write.params)
         except Exception as exc:
             if database_unavailable(exc):
                 raise
-            log.error("lost bookkeeping: %s could not be recorded after the outage", what)
+            log.error("lost bookkeeping: %s could not be recorded after the outage", write.what)
         else:
-            log.info("recorded %s after the database came back", what)
+            log.info("recorded %s after the database came back", write.what)
         with _unrecorded_lock:
-            if _unrecorded and _unrecorded[0][1] == what:
+            if _unrecorded and _unrecorded[0] is write:
                 _unrecorded.popleft()
 
 
