@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,6 +35,7 @@ def render_migration_type(type_, obj, autogen_context):
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate(render_as_batch=True, compare_type=True, render_item=render_migration_type)
+log = logging.getLogger(__name__)
 
 
 @event.listens_for(Engine, "connect")
@@ -57,6 +62,79 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
 # one writer per process then competes for the file. Reentrant: a thread never blocks itself.
 SQLITE_WRITE_LOCK = threading.RLock()
 _HOLDS_WRITE_LOCK = "grokproxy_holds_write_lock"
+# How long a writer waits for the other processes' writers before it leaves the wait to SQLite.
+WRITERS_LOCK_WAIT = 30.0
+
+
+class _WritersLock:
+    """The turn of this process's writer among every process on one SQLite file: an flock on
+    `<database>-writers.lock`, polled.
+
+    Between processes (gunicorn workers) SQLite itself would make a second writer wait in its
+    busy handler: a sleep inside the driver, which under the gevent worker stops every greenlet
+    of that worker (every stream it relays) for as long as the other worker writes. Waiting
+    here sleeps with time.sleep instead, which gevent turns into a switch to the other
+    greenlets. Only the holder of SQLITE_WRITE_LOCK calls it, so one thread per process at most;
+    reentrant like that lock (a nested write transaction takes it once).
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[tuple[int, str], int] = {}
+        self._depth = 0
+        self._locked_fd: int | None = None
+
+    def acquire(self, database: str) -> None:
+        self._depth += 1
+        if self._depth > 1:
+            return
+        fd = self._fd(database)
+        if fd is None:
+            return
+        delay, deadline = 0.0005, time.monotonic() + WRITERS_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    log.warning("SQLite writers' lock still taken after %.0f s", WRITERS_LOCK_WAIT)
+                    return  # SQLite's busy_timeout decides from here
+                time.sleep(delay)
+                delay = min(delay * 2, 0.005)
+                continue
+            except OSError:
+                return  # a file system without flock: SQLite's busy handler alone
+            self._locked_fd = fd
+            return
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._locked_fd is not None:
+            fd, self._locked_fd = self._locked_fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _fd(self, database: str) -> int | None:
+        # One descriptor per process: an flock belongs to the open file, and a forked worker
+        # must not share the master's.
+        key = (os.getpid(), database)
+        fd = self._fds.get(key)
+        if fd is None:
+            try:
+                fd = os.open(f"{database}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                return None
+            self._fds[key] = fd
+        return fd
+
+
+_WRITERS_LOCK = _WritersLock()
+
+
+def _sqlite_file(conn) -> str | None:
+    """The database file of a SQLite connection (None for an in-memory database)."""
+    database = conn.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
 
 
 @event.listens_for(Engine, "begin")
@@ -74,19 +152,30 @@ def _sqlite_begin(conn) -> None:
         driver.execute("BEGIN")
         return
     SQLITE_WRITE_LOCK.acquire()
+    database = _sqlite_file(conn)
     try:
-        driver.execute(f"BEGIN {mode}")
+        if database is not None:
+            _WRITERS_LOCK.acquire(database)
+        try:
+            driver.execute(f"BEGIN {mode}")
+        except BaseException:
+            if database is not None:
+                _WRITERS_LOCK.release()
+            raise
     except BaseException:
         SQLITE_WRITE_LOCK.release()
         raise
-    conn.info[_HOLDS_WRITE_LOCK] = True
+    conn.info[_HOLDS_WRITE_LOCK] = database or True
 
 
 @event.listens_for(Engine, "commit")
 @event.listens_for(Engine, "rollback")
 def _sqlite_end(conn) -> None:
     """A write transaction ends: the next writer of this process may go."""
-    if conn.info.pop(_HOLDS_WRITE_LOCK, False):
+    held = conn.info.pop(_HOLDS_WRITE_LOCK, False)
+    if held:
+        if isinstance(held, str):
+            _WRITERS_LOCK.release()
         SQLITE_WRITE_LOCK.release()
 
 
