@@ -215,3 +215,33 @@ def test_our_messages_are_compressed_with_a_small_window(gw):
     assert offer.startswith("permessage-deflate")
     assert "server_max_window_bits" not in offer
     list(reply_events(reply))
+
+
+class _IdleSocket(gateway._Socket):
+    poolable = True
+    closed = False
+
+    def send(self, text: str) -> None:
+        pass
+
+    def recv(self, timeout: float) -> str | None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_full_pool_keeps_its_sockets_and_closes_the_newcomer(monkeypatch):
+    # Accounts rotate round-robin: evicting the oldest would leave no socket to reuse at all.
+    monkeypatch.setattr(gateway, "IDLE_PER_PROCESS", 2)
+    pool = gateway._SocketPool()
+    kept = [_IdleSocket(), _IdleSocket()]
+    pool.put(("a",), kept[0], 60.0)
+    pool.put(("b",), kept[1], 60.0)
+    newcomer = _IdleSocket()
+    pool.put(("c",), newcomer, 60.0)
+    assert newcomer.closed and not any(s.closed for s in kept)
+    assert pool.take(("c",), 60.0) is None
+    assert pool.take(("a",), 60.0) is kept[0]
+    pool.clear()
+    assert kept[1].closed

@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -386,9 +385,8 @@ class _SocketPool:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # key -> [[socket, idle since, last ping, idle limit]], oldest first; keys in
-        # least-recent-use order.
-        self._idle: OrderedDict[tuple, list[list[Any]]] = OrderedDict()
+        # key -> [[socket, idle since, last ping, idle limit]], oldest first.
+        self._idle: dict[tuple, list[list[Any]]] = {}
         self._count = 0
         self._janitor: threading.Thread | None = None
         self._pid = os.getpid()
@@ -424,20 +422,20 @@ class _SocketPool:
         with self._lock:
             self._forked()
             entries = self._idle.setdefault(key, [])
-            self._idle.move_to_end(key)
-            entries.append([sock, now, now, idle_seconds])
-            self._count += 1
-            while len(entries) > IDLE_PER_ACCOUNT:
-                dropped.append(entries.pop(0)[0])
+            if len(entries) >= IDLE_PER_ACCOUNT:
+                dropped.append(entries.pop(0)[0])  # the account's oldest idle socket
                 self._count -= 1
-            while self._count > IDLE_PER_PROCESS:
-                oldest_key = next(iter(self._idle))
-                oldest = self._idle[oldest_key]
-                dropped.append(oldest.pop(0)[0])
-                self._count -= 1
-                if not oldest:
-                    del self._idle[oldest_key]
-            if self._janitor is None:
+            if self._count >= IDLE_PER_PROCESS:
+                # Full: the newcomer goes, not the oldest. Accounts take turns round-robin, so
+                # evicting the oldest would drop each socket just before its account's next
+                # turn once more accounts rotate than sockets fit; this way some always hit.
+                dropped.append(sock)
+                if not entries:
+                    del self._idle[key]
+            else:
+                entries.append([sock, now, now, idle_seconds])
+                self._count += 1
+            if self._janitor is None and self._count:
                 self._janitor = threading.Thread(
                     target=self._tend, name="grok-gateway-idle", daemon=True
                 )
