@@ -214,6 +214,13 @@ VARIABLES: tuple[Variable, ...] = (
         "modelMode) or `legacy` (modelName + isReasoning + deepsearchPreset).",
     ),
     Variable(
+        "GROK_GATEWAY_IDLE_SECONDS",
+        60,
+        parse_non_negative_int,
+        "Seconds a chat gateway socket whose turn finished stays open (pinged every 25 s) for "
+        "the same account's next turn, which then skips the handshake; 0: one socket per turn.",
+    ),
+    Variable(
         "GROK_MODELS_FILE",
         None,
         parse_text,

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import orjson
+
 from grokproxy import tools
 from grokproxy.grok.events import (
     Citation,
@@ -307,9 +309,17 @@ def estimate_tokens(text: str) -> int:
 
 
 def sse(obj: Any) -> bytes:
-    """Frame one object as an SSE `data:` event (compact JSON, UTF-8, no id/event lines)."""
-    payload = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return b"data: " + payload.encode("utf-8") + b"\n\n"
+    """Frame one object as an SSE `data:` event (compact JSON, UTF-8, no id/event lines).
+
+    orjson writes the same compact UTF-8 JSON as `json.dumps(ensure_ascii=False)` at a
+    fraction of its cost, and a held stream encodes every chunk; what it refuses (a non-string
+    key, an integer past 64 bits) falls back to the standard encoder.
+    """
+    try:
+        return b"data: " + orjson.dumps(obj) + b"\n\n"
+    except TypeError:
+        payload = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        return b"data: " + payload.encode("utf-8") + b"\n\n"
 
 
 # Grok markup that must never reach a client if the parser left it in a final message.

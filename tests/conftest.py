@@ -22,6 +22,7 @@ from grokproxy import create_app
 from grokproxy.dbupgrade import upgrade_database
 from grokproxy.emulator.accounts import email_for, sso_cookie, user_id_for
 from grokproxy.extensions import db
+from grokproxy.grok import gateway as grok_gateway
 
 from emulator_fixtures import emu, emulator  # noqa: F401  (the fake grok.com)
 
@@ -113,6 +114,14 @@ def database_template(tmp_path_factory) -> Iterator[dict[str, str]]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def no_idle_gateway_sockets() -> Iterator[None]:
+    """Each test starts without idle gateway sockets: one left by an earlier test would carry
+    its turns on a connection the emulator (reset since) recorded for that test."""
+    yield
+    grok_gateway.close_idle_sockets()
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ class FakeGrok:
         self.requests: list[dict[str, Any]] = []
         self.disconnected = threading.Event()
         self.routes: dict[str, tuple[int, str, bytes]] = {}
+        self.resume = threading.Event()  # ends the pause of a /pause stream
 
 
 def make_handler(fake: FakeGrok) -> type[BaseHTTPRequestHandler]:
@@ -91,6 +92,9 @@ def make_handler(fake: FakeGrok) -> type[BaseHTTPRequestHandler]:
             if "/stall" in path:
                 self._stall()
                 return
+            if "/pause" in path:
+                self._pause()
+                return
             self._send(404, "application/json", b'{"error":{"code":5,"message":"not found"}}')
 
         def _stall(self) -> None:
@@ -107,6 +111,25 @@ def make_handler(fake: FakeGrok) -> type[BaseHTTPRequestHandler]:
                 if ready and not self.connection.recv(1):
                     fake.disconnected.set()
                     return
+
+        def _pause(self) -> None:
+            # A chunked HTTP/1.1 stream, one frame per chunk: the first, a silence until the
+            # test resumes it (the first chunk's closing CRLF already sent), then the rest.
+            lines = CAPTURE.strip().splitlines(keepends=True)
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            self.wfile.write(b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+
+            def chunk(data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            chunk(lines[0])
+            fake.resume.wait(10)
+            for line in lines[1:]:
+                chunk(line)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            self.close_connection = True
 
     return Handler
 
@@ -257,6 +280,38 @@ def test_heartbeats_flow_while_upstream_is_silent_and_generator_close_hangs_up(
     assert isinstance(next(stream), Heartbeat)
     assert time.monotonic() - started < 1.5
     stream.close()  # what Flask does when the HTTP client hangs up (GeneratorExit)
+    assert fake.disconnected.wait(2.0)
+    assert reply.closed
+
+
+@pytest.mark.parametrize("impersonate", TRANSPORTS)
+def test_heartbeats_flow_between_chunks_of_a_chunked_stream_and_the_rest_follows(
+    fake_grok, impersonate
+):
+    # A silence right after a chunk (only its closing CRLF buffered) must not block the read.
+    fake, url = fake_grok
+    reply = client_for(url, impersonate).open_chat(TOKEN, {"message": "x"}, conversation_id="pause")
+    stream = reply_events(reply, heartbeat=0.1)
+    assert isinstance(next(stream), ConversationStarted)
+    assert isinstance(next(stream), Heartbeat)
+    assert isinstance(next(stream), Heartbeat)
+    fake.resume.set()
+    rest = [event for event in stream if not isinstance(event, Heartbeat)]
+    whole = client_for(url, impersonate).open_chat(TOKEN, {"message": "x"}, conversation_id="pause")
+    expected = [e for e in reply_events(whole) if not isinstance(e, ConversationStarted)]
+    assert rest == expected
+    assert not reply.closed  # read to its end, not cut off
+
+
+def test_plain_http_stream_is_read_without_a_reader_thread(fake_grok):
+    # The requests transport waits for its socket on the consumer's thread (no hand-off).
+    fake, url = fake_grok
+    reply = client_for(url).open_chat(TOKEN, {"message": "x"}, conversation_id="stall")
+    stream = reply_events(reply, heartbeat=0.1)
+    assert isinstance(next(stream), ConversationStarted)
+    assert isinstance(next(stream), Heartbeat)
+    assert not [t for t in threading.enumerate() if t.name == "grok-stream-reader"]
+    stream.close()
     assert fake.disconnected.wait(2.0)
     assert reply.closed
 

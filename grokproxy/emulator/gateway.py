@@ -167,6 +167,10 @@ class Connection:
             await self.refuse(None, refusal, None)
             return
         self.record["messages"].append(msg)
+        # When each message came, in the emulator's one sequence: a connection carries many
+        # turns, so a turn's place among every other connection's is its message's, not its
+        # connection's.
+        self.record.setdefault("arrivals", []).append(self.emu.next_id())
         sid = msg.get("session_id")
         event = msg.get("event")
         eid = event.get("event_id") if isinstance(event, dict) else None

@@ -168,34 +168,43 @@ class EmulatorHandle:
         a conversation), parent_response_id, message, file_ids}`, so a test can say what
         grok.com was asked whichever transport asked it.
         """
-        turns: list[dict[str, Any]] = []
+        arrived: list[tuple[int, dict[str, Any]]] = []
         for record in self.requests():
             path, email = record["path"], record.get("email")
             if path.startswith(_CONVERSATIONS) and path.endswith(("/new", "/responses")):
                 body = record.get("body") or {}
-                turns.append(
-                    {
-                        "transport": "http",
-                        "email": email,
-                        "conversation_id": None if path.endswith("/new") else path.split("/")[-2],
-                        "parent_response_id": body.get("parentResponseId"),
-                        "message": body.get("message"),
-                        "file_ids": list(body.get("fileAttachments") or []),
-                    }
+                arrived.append(
+                    (
+                        record["id"],
+                        {
+                            "transport": "http",
+                            "email": email,
+                            "conversation_id": None
+                            if path.endswith("/new")
+                            else path.split("/")[-2],
+                            "parent_response_id": body.get("parentResponseId"),
+                            "message": body.get("message"),
+                            "file_ids": list(body.get("fileAttachments") or []),
+                        },
+                    )
                 )
             elif path.startswith("/ws/mgw/"):
-                turns.extend(_gateway_turns(record.get("messages") or [], email))
-        return turns
+                arrived.extend(_gateway_turns(record, email))
+        arrived.sort(key=lambda pair: pair[0])
+        return [turn for _, turn in arrived]
 
 
 _CONVERSATIONS = "/rest/app-chat/conversations/"
 
 
-def _gateway_turns(messages: list[dict[str, Any]], email: str | None) -> list[dict[str, Any]]:
-    """The turns of one gateway connection: each user item with the session that holds it."""
+def _gateway_turns(record: dict[str, Any], email: str | None) -> list[tuple[int, dict[str, Any]]]:
+    """The turns of one gateway connection, each user item with the session that holds it and
+    when its message arrived (the connection's own id for recordings that do not say)."""
+    messages = record.get("messages") or []
+    arrivals = record.get("arrivals") or []
     continued: dict[Any, str | None] = {}  # session id -> the conversation it continues
     turns = []
-    for message in messages:
+    for index, message in enumerate(messages):
         event = message.get("event") or {}
         session_id = message.get("session_id")
         if event.get("type") == "session.create":
@@ -209,16 +218,20 @@ def _gateway_turns(messages: list[dict[str, Any]], email: str | None) -> list[di
             files = [
                 c["mention"]["target"]["file_mention"]["file_id"] for c in chunks if "mention" in c
             ]
+            arrival = arrivals[index] if index < len(arrivals) else record["id"]
             turns.append(
-                {
-                    "transport": "gateway",
-                    "email": email,
-                    "conversation_id": continued.get(session_id),
-                    "parent_response_id": item.get("parent_response_id")
-                    or x_grok.get("parent_response_id"),
-                    "message": text,
-                    "file_ids": files,
-                }
+                (
+                    arrival,
+                    {
+                        "transport": "gateway",
+                        "email": email,
+                        "conversation_id": continued.get(session_id),
+                        "parent_response_id": item.get("parent_response_id")
+                        or x_grok.get("parent_response_id"),
+                        "message": text,
+                        "file_ids": files,
+                    },
+                )
             )
     return turns
 

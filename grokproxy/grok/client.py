@@ -203,12 +203,75 @@ class UpstreamReply:
             self.close()
 
     def _relay(self, heartbeat: float | None) -> Iterator[Any]:
-        """Chunks read on a helper thread, so a silent upstream never blocks past a heartbeat
-        or a timeout. Whatever queued up while the consumer was busy comes out joined.
+        """Body chunks, and _HEARTBEAT whenever upstream was silent `heartbeat` seconds; a
+        silent upstream never blocks past a heartbeat or a timeout.
 
         Before the first byte no heartbeat is made: until grok.com answers, the attempt can
         still fail over, and a keep-alive would commit the client's answer to this account.
         """
+        if self._response.wait_readable is not None:
+            return self._relay_inline(heartbeat, self._response.wait_readable)
+        return self._relay_threaded(heartbeat)
+
+    def _wait_limit(
+        self, started: bool, last_heard: float, last_beat: float, heartbeat: float | None
+    ) -> float | None:
+        """Seconds until the next timeout or heartbeat is due (None: no limit)."""
+        now = time.monotonic()
+        if not started:
+            return None if self._first_byte_by is None else max(0.0, self._first_byte_by - now)
+        limits = []
+        if self._idle_timeout is not None:
+            limits.append(last_heard + self._idle_timeout - now)
+        if heartbeat is not None:
+            limits.append(max(last_heard, last_beat) + heartbeat - now)
+        return max(0.0, min(limits)) if limits else None
+
+    def _silence(self, started: bool, last_heard: float) -> None:
+        """Raise the timeout a silence has reached, if it reached one (else a heartbeat is due)."""
+        if not started:
+            self.close()
+            raise UpstreamTimeout("grok.com accepted the chat turn but sent no reply in time")
+        if self._idle_timeout is not None and time.monotonic() - last_heard >= self._idle_timeout:
+            self.close()
+            raise UpstreamTimeout(f"grok.com sent nothing for {self._idle_timeout:g} s mid-reply")
+
+    def _relay_inline(
+        self, heartbeat: float | None, wait_readable: Callable[[float | None], bool]
+    ) -> Iterator[Any]:
+        """Read on this thread, waiting for the socket between reads: no reader thread, and no
+        hand-off of every chunk between two threads (most of a held stream's CPU otherwise).
+        What is readable at once after a chunk joins it, as the reader thread's queue would."""
+        chunks = self._response.iter_chunks()
+        started = False
+        last_heard = last_beat = time.monotonic()
+        try:
+            while True:
+                if not wait_readable(self._wait_limit(started, last_heard, last_beat, heartbeat)):
+                    self._silence(started, last_heard)
+                    last_beat = time.monotonic()
+                    yield _HEARTBEAT
+                    continue
+                chunk = next(chunks, None)
+                if chunk is None:
+                    return
+                started = True
+                last_heard = time.monotonic()
+                data = [chunk]
+                while wait_readable(0):
+                    more = next(chunks, None)
+                    if more is None:
+                        yield b"".join(data)
+                        return
+                    data.append(more)
+                yield data[0] if len(data) == 1 else b"".join(data)
+        finally:
+            if not self._response.closed:
+                self.close()  # abandoned mid-body: hang up rather than release the connection
+
+    def _relay_threaded(self, heartbeat: float | None) -> Iterator[Any]:
+        """Chunks read on a helper thread, for a transport whose reads cannot be waited for
+        (curl_cffi's). Whatever queued up while the consumer was busy comes out joined."""
         chunks: queue.Queue[Any] = queue.Queue()
 
         def reader() -> None:
@@ -224,31 +287,12 @@ class UpstreamReply:
         started = False
         last_heard = last_beat = time.monotonic()
         while True:
-            now = time.monotonic()
-            if not started:
-                wait = None if self._first_byte_by is None else self._first_byte_by - now
-            else:
-                limits = []
-                if self._idle_timeout is not None:
-                    limits.append(last_heard + self._idle_timeout - now)
-                if heartbeat is not None:
-                    limits.append(max(last_heard, last_beat) + heartbeat - now)
-                wait = min(limits) if limits else None
+            wait = self._wait_limit(started, last_heard, last_beat, heartbeat)
             try:
-                items = [chunks.get(timeout=None if wait is None else max(0.0, wait))]
+                items = [chunks.get(timeout=wait)]
             except queue.Empty:
-                now = time.monotonic()
-                if not started:
-                    self.close()
-                    raise UpstreamTimeout(
-                        "grok.com accepted the chat turn but sent no reply in time"
-                    ) from None
-                if self._idle_timeout is not None and now - last_heard >= self._idle_timeout:
-                    self.close()
-                    raise UpstreamTimeout(
-                        f"grok.com sent nothing for {self._idle_timeout:g} s mid-reply"
-                    ) from None
-                last_beat = now
+                self._silence(started, last_heard)
+                last_beat = time.monotonic()
                 yield _HEARTBEAT
                 continue
             started = True

@@ -1,23 +1,29 @@
 """grok.com's WebSocket chat gateway (era E4, `wss://grok.com/ws/mgw/?uid=<userId>`).
 
-One chat turn is one connection: `session.create` -> (`session.created`, `conversation.attached`)
--> `conversation.item.create` -> `response.create` -> server events until `response.done`
-(docs/upstream.md §4.6-4.7). The socket goes through curl_cffi with the configured browser profile
-when GROK_IMPERSONATE is set (Cloudflare refuses non-browser TLS fingerprints more often), and
-through the `websockets` library otherwise; both sit behind the small `_Socket` interface below.
-Failures become the same GrokErrors as on HTTP, so the pool treats both transports alike.
+One chat turn is one gateway session: `session.create` -> (`session.created`,
+`conversation.attached`) -> `conversation.item.create` -> `response.create` -> server events until
+`response.done` (docs/upstream.md §4.6-4.7). One connection carries many sessions in turn, so a
+socket whose turn finished waits in a small per-process pool (`_SocketPool`) for the account's next
+turn, pinged like the web app's, instead of a handshake per turn. The socket goes through curl_cffi
+with the configured browser profile when GROK_IMPERSONATE is set (Cloudflare refuses non-browser TLS
+fingerprints more often), and through the `websockets` library otherwise; both sit behind the small
+`_Socket` interface below. Failures become the same GrokErrors as on HTTP, so the pool treats both
+transports alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
+import os
 import re
 import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +58,17 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEGRADED_WINDOW = 2.0
 _ERROR_BODY_LIMIT = 64 * 1024
 _CAPABILITIES = ("conversation_attached", "custom_methods_v1")
+# Idle sockets kept per account and per process: enough for an account's next turns, few enough
+# that idle sockets stay a small part of the process's memory.
+IDLE_PER_ACCOUNT = 2
+IDLE_PER_PROCESS = 32
+# A pooled socket's set-up must answer within this, else the turn dials a fresh socket.
+REUSED_SETUP_TIMEOUT = 5.0
+# Our own messages are compressed with a small window: they are a few hundred bytes, and a
+# full-size deflate stream costs ~150 KiB per socket. Smaller than negotiated is always allowed
+# (RFC 7692 §7.1.2.1), so the offer stays the browser's.
+_SEND_WINDOW_BITS = 10
+_SEND_MEM_LEVEL = 1
 
 
 class _Closed(Exception):
@@ -111,9 +128,20 @@ class _Socket:
     """A connected WebSocket: text messages in and out, closable from any thread."""
 
     proxy: str | None = None
+    # Whether the socket may wait in the pool for another turn (recv(0) must not block).
+    poolable = False
 
     def send(self, text: str) -> None:
         raise NotImplementedError
+
+    def drained(self) -> bool:
+        """Drop what arrived while no turn read the socket; False when it has closed."""
+        try:
+            while self.recv(0) is not None:
+                pass
+        except _Closed:
+            return False
+        return True
 
     def recv(self, timeout: float) -> str | None:
         """The next text message, or None when nothing came within `timeout` seconds."""
@@ -125,6 +153,8 @@ class _Socket:
 
 class _WebsocketsSocket(_Socket):
     """The `websockets` library's threaded client."""
+
+    poolable = True
 
     def __init__(self, conn: Any, proxy: str | None) -> None:
         self._conn = conn
@@ -234,7 +264,7 @@ def _connect_websockets(
             ping_interval=None,
             close_timeout=CLOSE_TIMEOUT,
             max_size=MAX_MESSAGE_BYTES,
-            compression="deflate",
+            extensions=[_deflate_offer()],  # the browser's permessage-deflate offer
             legacy=True,  # the connection outlives this call; GatewayReply closes it
         )
     except InvalidStatus as exc:
@@ -245,6 +275,24 @@ def _connect_websockets(
     except Exception as exc:
         raise _network_error(exc, proxy) from None
     return _WebsocketsSocket(conn, proxy)
+
+
+def _deflate_offer() -> Any:
+    """permessage-deflate offered as websockets (and browsers) do, compressing what we send
+    with a small window (_SEND_WINDOW_BITS)."""
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+    class _SmallSendWindow(ClientPerMessageDeflateFactory):
+        def process_response_params(self, params: Any, accepted: Any) -> Any:
+            extension = super().process_response_params(params, accepted)
+            bits = min(_SEND_WINDOW_BITS, extension.local_max_window_bits)
+            extension.local_max_window_bits = bits
+            extension.compress_settings = {"memLevel": _SEND_MEM_LEVEL}
+            if not extension.local_no_context_takeover:
+                extension.encoder = zlib.compressobj(wbits=-bits, memLevel=_SEND_MEM_LEVEL)
+            return extension
+
+    return _SmallSendWindow(compress_settings={"memLevel": _SEND_MEM_LEVEL})
 
 
 def _connect_curl(
@@ -324,6 +372,158 @@ def _network_error(exc: Exception, proxy: str | None) -> UpstreamBroken:
     return UpstreamBroken(f"grok.com's chat gateway could not be reached{via} (connection failed)")
 
 
+# ---- idle sockets between turns ----------------------------------------------------------------
+
+
+def pool_key(settings: GrokSettings, proxy: str | None, token: str, user_id: str) -> tuple:
+    """Which sockets a turn may take over: the same account (token and user id), origin, proxy
+    and TLS client. The token is kept only as a digest."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return (settings.base_url, digest, user_id, proxy, settings.impersonate)
+
+
+class _SocketPool:
+    """Idle gateway sockets of one process, waiting for their account's next turn.
+
+    A socket is in here only between turns: take() removes it, so two turns never share one.
+    A janitor thread (a greenlet under gevent) pings idle sockets every PING_INTERVAL as the web
+    app does (docs/upstream.md §4.6), drops those the server closed and closes those idle longer
+    than `idle_seconds`; it ends when the pool is empty.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # key -> [[socket, idle since, last ping, idle limit]], oldest first.
+        self._idle: dict[tuple, list[list[Any]]] = {}
+        self._count = 0
+        self._janitor: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def _forked(self) -> None:
+        # A forked worker inherits the parent's idle sockets: they are the parent's to use.
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._idle.clear()
+            self._count = 0
+            self._janitor = None
+
+    def take(self, key: tuple, idle_seconds: float) -> _Socket | None:
+        """The newest idle socket of `key` that is still open, or None."""
+        while True:
+            with self._lock:
+                self._forked()
+                entries = self._idle.get(key)
+                if not entries:
+                    return None
+                sock, since, _, limit = entries.pop()
+                self._count -= 1
+                if not entries:
+                    del self._idle[key]
+            if time.monotonic() - since < min(limit, idle_seconds) and sock.drained():
+                return sock
+            sock.close()
+
+    def put(self, key: tuple, sock: _Socket, idle_seconds: float) -> None:
+        """Keep `sock` for `key`'s next turn (the oldest idle ones go when over the limits)."""
+        now = time.monotonic()
+        dropped: list[_Socket] = []
+        with self._lock:
+            self._forked()
+            entries = self._idle.setdefault(key, [])
+            if len(entries) >= IDLE_PER_ACCOUNT:
+                dropped.append(entries.pop(0)[0])  # the account's oldest idle socket
+                self._count -= 1
+            if self._count >= IDLE_PER_PROCESS:
+                # Full: the newcomer goes, not the oldest. Accounts take turns round-robin, so
+                # evicting the oldest would drop each socket just before its account's next
+                # turn once more accounts rotate than sockets fit; this way some always hit.
+                dropped.append(sock)
+                if not entries:
+                    del self._idle[key]
+            else:
+                entries.append([sock, now, now, idle_seconds])
+                self._count += 1
+            if self._janitor is None and self._count:
+                self._janitor = threading.Thread(
+                    target=self._tend, name="grok-gateway-idle", daemon=True
+                )
+                self._janitor.start()
+        for old in dropped:
+            old.close()
+
+    def idle_count(self) -> int:
+        """How many sockets wait in the pool."""
+        with self._lock:
+            return self._count
+
+    def clear(self) -> None:
+        """Close every idle socket."""
+        with self._lock:
+            entries = [entry for group in self._idle.values() for entry in group]
+            self._idle.clear()
+            self._count = 0
+        for entry in entries:
+            entry[0].close()
+
+    def _tend(self) -> None:
+        while True:
+            with self._lock:
+                shortest = min((e[3] for g in self._idle.values() for e in g), default=1.0)
+            time.sleep(max(0.05, min(1.0, PING_INTERVAL / 4, shortest / 4)))
+            now = time.monotonic()
+            expired: list[_Socket] = []
+            due: list[list[Any]] = []
+            with self._lock:
+                if self._pid != os.getpid() or not self._count:
+                    self._janitor = None
+                    return
+                for key in list(self._idle):
+                    keep = []
+                    for entry in self._idle[key]:
+                        if now - entry[1] >= entry[3]:
+                            expired.append(entry[0])
+                        elif now - entry[2] >= PING_INTERVAL:
+                            due.append([key, *entry])  # out of the pool while it is pinged
+                        else:
+                            keep.append(entry)
+                    self._count -= len(self._idle[key]) - len(keep)
+                    if keep:
+                        self._idle[key] = keep
+                    else:
+                        del self._idle[key]
+            for sock in expired:
+                sock.close()
+            back = []
+            for key, sock, since, _, limit in due:
+                try:
+                    sock.send(_PING)
+                except _Closed:
+                    sock.close()
+                    continue
+                if sock.drained():  # what came meanwhile is no turn's, and a close shows here
+                    back.append((key, [sock, since, now, limit]))
+                else:
+                    sock.close()
+            with self._lock:
+                for key, entry in back:
+                    self._idle.setdefault(key, []).insert(0, entry)
+                    self._count += 1
+
+
+_PING = json.dumps({"event": {"type": "ping"}})
+_POOL = _SocketPool()
+
+
+def idle_sockets() -> int:
+    """Gateway sockets of this process waiting for their account's next turn."""
+    return _POOL.idle_count()
+
+
+def close_idle_sockets() -> None:
+    """Close every idle gateway socket of this process."""
+    _POOL.clear()
+
+
 # ---- one turn ----------------------------------------------------------------------------------
 
 
@@ -380,36 +580,60 @@ def item_create(session_id: str, turn: GatewayTurn) -> str:
 def open_turn(
     settings: GrokSettings, proxy: str | None, turn: GatewayTurn, *, deadline: float | None = None
 ) -> GatewayReply:
-    """Connect, create the session and send the message; the reply streams from here.
+    """Connect (or take the account's idle socket), create the session and send the message;
+    the reply streams from here.
 
     The handshake, the session's set-up and the reply's first event must each come within
     UPSTREAM_FIRST_BYTE_TIMEOUT (and before `deadline`); then UPSTREAM_READ_TIMEOUT of
-    silence ends the turn.
+    silence ends the turn. A pooled socket the server closed (or that no longer answers) is
+    dropped and a fresh one dialled: nothing has reached the client yet.
     """
 
     def by() -> float:
         limit = time.monotonic() + settings.first_byte_timeout
         return limit if deadline is None else min(limit, deadline)
 
-    sock = _connect(settings, proxy, turn.token, turn.user_id, by())
-    reply = GatewayReply(sock, settings.read_timeout, detect_degraded=settings.quality_guard)
-    try:
+    idle = settings.gateway_idle_seconds
+    key = pool_key(settings, proxy, turn.token, turn.user_id) if idle > 0 else None
+    sock = _POOL.take(key, idle) if key is not None else None
+    while True:
+        reused = sock is not None
+        if sock is None:
+            sock = _connect(settings, proxy, turn.token, turn.user_id, by())
         session_id = str(uuid.uuid4())
-        sock.send(session_create(session_id, turn))
-        reply.read_until_attached(by())
-        sock.send(item_create(session_id, turn))
-        sock.send(_envelope(session_id, "response.create"))
-        reply.sent_at = time.monotonic()
-        reply.first_byte_by = by()
-    except _Closed:
-        reply.close()
-        raise UpstreamBroken(
-            "grok.com's chat gateway closed the socket before the turn began"
-        ) from None
-    except BaseException:
-        reply.close()
-        raise
-    return reply
+        reply = GatewayReply(
+            sock,
+            settings.read_timeout,
+            detect_degraded=settings.quality_guard,
+            session_id=session_id,
+            pool_key=key if sock.poolable else None,
+            idle_seconds=idle,
+        )
+        try:
+            sock.send(session_create(session_id, turn))
+            setup_by = by()
+            if reused:
+                setup_by = min(setup_by, time.monotonic() + REUSED_SETUP_TIMEOUT)
+            reply.read_until_attached(setup_by)
+            sock.send(item_create(session_id, turn))
+            sock.send(_envelope(session_id, "response.create"))
+            reply.sent_at = time.monotonic()
+            reply.first_byte_by = by()
+        except (_Closed, UpstreamTimeout) as exc:
+            reply.close()
+            if reused:
+                log.debug("pooled gateway socket did not answer (%s): dialling afresh", exc)
+                sock = None
+                continue
+            if isinstance(exc, UpstreamTimeout):
+                raise
+            raise UpstreamBroken(
+                "grok.com's chat gateway closed the socket before the turn began"
+            ) from None
+        except BaseException:
+            reply.close()
+            raise
+        return reply
 
 
 # Events that acknowledge the turn's set-up rather than begin its reply.
@@ -423,14 +647,28 @@ class GatewayReply:
 
     status = 200
 
-    def __init__(self, sock: _Socket, read_timeout: float, *, detect_degraded: bool = True) -> None:
+    def __init__(
+        self,
+        sock: _Socket,
+        read_timeout: float,
+        *,
+        detect_degraded: bool = True,
+        session_id: str | None = None,
+        pool_key: tuple | None = None,
+        idle_seconds: float = 0.0,
+    ) -> None:
         self._sock = sock
         self._read_timeout = read_timeout
         self._detect_degraded = detect_degraded
-        self._parser = GatewayParser()
+        # Only this session's messages count: a reused socket may still carry an earlier one's.
+        self._parser = GatewayParser(session_id=session_id)
         self._pending: list[GrokEvent] = []  # events read while setting the session up
         self._aborted = False
         self._finished = False
+        # Where the socket goes when the turn finished cleanly (None: it is closed).
+        self._pool_key = pool_key
+        self._idle_seconds = idle_seconds
+        self._released = False
         self.proxy = sock.proxy
         self.sent_at = time.monotonic()
         # time.monotonic() instant by which the reply's first event must have come (None: the
@@ -443,10 +681,21 @@ class GatewayReply:
         return self._aborted
 
     def close(self) -> None:
-        """Close the socket at once; idempotent."""
+        """Close the socket at once; idempotent (a no-op once the socket went back to the pool,
+        where it is no longer this turn's)."""
+        if self._released:
+            return
         if not self._finished:
             self._aborted = True
         self._sock.close()
+
+    def _release(self) -> None:
+        """After a finished turn: the socket waits in the pool for the account's next turn."""
+        if self._pool_key is None or self._released or self._aborted or not self._finished:
+            self.close()
+            return
+        self._released = True
+        _POOL.put(self._pool_key, self._sock, self._idle_seconds)
 
     def read_until_attached(self, by: float | None = None) -> None:
         """Read the session's set-up events by `by` (a time.monotonic() instant; the idle
@@ -473,7 +722,7 @@ class GatewayReply:
                 yield first
             yield from self._read(heartbeat)
         finally:
-            self.close()
+            self._release()
 
     def _read(self, heartbeat: float | None) -> Iterator[list[GrokEvent] | Heartbeat]:
         parser = self._parser

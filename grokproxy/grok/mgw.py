@@ -1,8 +1,10 @@
 """grok.com's WebSocket "mgw" gateway events (era E4) -> typed events (docs/upstream.md §4.6-4.7).
 
-One `GatewayParser` per turn (one gateway session). The transport hands it each WebSocket text
-message; the parser returns the same events the HTTP `FrameParser` produces, so everything after
-it (CompletionBuilder, the pool) does not know which wire the reply came over.
+One `GatewayParser` per turn (one gateway session; a socket carries one session at a time, and a
+parser given its session id ignores what an earlier session on the same socket still sends). The
+transport hands it each WebSocket text message; the parser returns the same events the HTTP
+`FrameParser` produces, so everything after it (CompletionBuilder, the pool) does not know which
+wire the reply came over.
 
 Contract beyond events.py:
 - A message either returns events or raises; errors are GrokError subclasses classified like the
@@ -83,7 +85,10 @@ _CHUNK, _DELTA, _DONE = "chunk", "delta", "done"
 class GatewayParser:
     """Incremental parser: `feed(message)` per WebSocket message, `finish()` when it ended."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_id: str | None = None) -> None:
+        # With `session_id`, messages of other sessions (an earlier turn on the same socket)
+        # are ignored; messages that name no session are this turn's.
+        self._only_session = session_id
         self._session_id: str | None = None
         self._conversation_id: str | None = None
         self._created_id: str | None = None
@@ -144,6 +149,8 @@ class GatewayParser:
             raise self._error
         try:
             session_id, event = _event_of(message)
+            if session_id and self._only_session and session_id != self._only_session:
+                return []
             if session_id and self._session_id is None:
                 self._session_id = session_id
             return self._handle(event)

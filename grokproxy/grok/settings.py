@@ -51,6 +51,15 @@ def _float(value: Any, default: float, name: str) -> float:
     return number
 
 
+def _non_negative(value: Any, default: float, name: str) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return number
+
+
 def _list(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -80,6 +89,9 @@ class GrokSettings:
     first_byte_timeout: float = 15.0
     # Catch weak turns before the first byte (a degraded gateway turn raises DegradedTurn).
     quality_guard: bool = True
+    # How long a gateway socket whose turn finished waits for the account's next turn (0: one
+    # socket per turn; GROK_GATEWAY_IDLE_SECONDS).
+    gateway_idle_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
@@ -108,4 +120,7 @@ class GrokSettings:
                 m.get("UPSTREAM_FIRST_BYTE_TIMEOUT"), 15.0, "first-byte timeout"
             ),
             quality_guard=_bool(m.get("QUALITY_GUARD"), True),
+            gateway_idle_seconds=_non_negative(
+                m.get("GROK_GATEWAY_IDLE_SECONDS"), 60.0, "gateway idle seconds"
+            ),
         )

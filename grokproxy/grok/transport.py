@@ -20,7 +20,9 @@ import http.cookiejar
 import itertools
 import logging
 import os
+import select
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -101,6 +103,7 @@ class UpstreamResponse:
         chunks: Iterator[bytes],
         closer: Any,
         proxy: str | None,
+        wait_readable: Callable[[float | None], bool] | None = None,
     ):
         self.status = status
         self.headers = {k.lower(): v for k, v in headers.items()}
@@ -109,6 +112,11 @@ class UpstreamResponse:
         self._closer = closer
         self._closed = threading.Event()
         self._aborted = False
+        # `wait_readable(timeout)`: whether the next body read can return without waiting, after
+        # waiting up to `timeout` seconds (None: forever). Only a transport that can tell
+        # without consuming anything offers it; a reader can then keep time between reads on
+        # its own thread instead of handing every chunk over from a reader thread.
+        self.wait_readable = wait_readable
 
     @property
     def content_type(self) -> str:
@@ -366,7 +374,7 @@ class Transport:
         raw = resp.raw
         # The headers came within the first-byte timeout; the body's reads get the idle one.
         with contextlib.suppress(Exception):
-            raw.connection.sock.settimeout(self.settings.read_timeout)
+            _body_socket(raw).settimeout(self.settings.read_timeout)
 
         def chunks() -> Iterator[bytes]:
             while True:
@@ -391,7 +399,9 @@ class Transport:
                         raw.shutdown()
             resp.close()
 
-        return UpstreamResponse(resp.status_code, resp.headers, chunks(), close, proxy)
+        return UpstreamResponse(
+            resp.status_code, resp.headers, chunks(), close, proxy, _readiness_of(raw)
+        )
 
     def _curl_request(self, method, url, headers, json, data, proxy, timeout):
         connect, first_byte = timeout
@@ -549,6 +559,90 @@ def _shutdown_active_socket(curl: Any) -> None:
                 dup.shutdown(socket.SHUT_RDWR)
             finally:
                 dup.close()
+
+
+def _readiness_of(raw: Any) -> Callable[[float | None], bool] | None:
+    """A `wait_readable` for a urllib3 response body, or None when it cannot be told safely.
+
+    Bytes can be waiting in three places before the socket: urllib3's decoded buffer,
+    http.client's BufferedReader and (over TLS) OpenSSL's record buffer. A socket timeout cannot
+    be used to wait instead: it leaves the BufferedReader unusable. So the reader's own buffer
+    is peeked with the socket briefly non-blocking (peek never consumes, and a read that would
+    block raises before touching the buffer), and only when nothing is buffered anywhere does
+    poll() wait for the socket. A compressed body is left to the reader thread: its decoder can
+    hold output that no peek sees.
+    """
+    try:
+        decoded = raw._decoded_buffer
+        http_response = raw._fp
+    except AttributeError:
+        return None
+    sock = _body_socket(raw)
+    if sock is None or http_response is None or raw.headers.get("content-encoding"):
+        return None
+    poller = select.poll()  # gevent's cooperative poll once the worker is monkey-patched
+    poller.register(sock, select.POLLIN)
+
+    def wait_readable(timeout: float | None) -> bool:
+        fp = getattr(http_response, "fp", None)
+        if len(decoded) or fp is None:
+            return True  # buffered, or closed: the read returns (or fails) at once
+        blocking = sock.gettimeout()
+        try:
+            sock.settimeout(0)
+            if _body_ready(http_response, fp.peek(1)):
+                return True
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass  # nothing buffered and nothing on the socket yet
+        except (OSError, ValueError):
+            return True  # broken or closed: the read reports it
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(blocking)
+        if timeout is not None and timeout <= 0:
+            return False
+        try:
+            return bool(poller.poll(None if timeout is None else timeout * 1000))
+        except (OSError, ValueError):
+            return True
+
+    return wait_readable
+
+
+def _body_socket(raw: Any) -> socket.socket | None:
+    """The socket a urllib3 response body is read from: the connection's, or (when the answer
+    ends with the connection, which http.client then lets go of) its reader's own."""
+    connection = getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        reader = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock if hasattr(sock, "fileno") else None
+
+
+def _body_ready(http_response: Any, buffered: bytes) -> bool:
+    """Whether http.client can return body bytes from `buffered` without another socket read.
+
+    A chunked body's reads stop at each chunk's end, so the buffer often holds just the chunk's
+    closing CRLF, or part of the next size line: reading on would block until the next chunk.
+    """
+    if not buffered:
+        return False
+    left = getattr(http_response, "chunk_left", None)
+    if not getattr(http_response, "chunked", False) or left:
+        return True
+    if left == 0:  # after a chunk: its CRLF, then the next size line
+        buffered = buffered[2:]
+    end = buffered.find(b"\n")
+    if end < 0:
+        return False
+    try:
+        size = int(buffered[:end].split(b";", 1)[0].strip(), 16)
+    except ValueError:
+        return True  # a broken size line: the read reports it
+    rest = buffered[end + 1 :]
+    # The last chunk (size 0) is followed by trailer lines up to an empty one.
+    return bool(rest) if size else b"\n" in rest
 
 
 class _Started:
