@@ -27,11 +27,17 @@ print(json.dumps({
 def gunicorn_settings(repo_root, tmp_path, **env: str) -> dict:
     """What gunicorn.conf.py sets from `env` (and nothing else of the GUNICORN_* environment),
     with the environment it leaves to the workers and the chat limit they derive from it."""
+    return read_gunicorn_conf(repo_root, tmp_path, _READ_SETTINGS, **env)
+
+
+def read_gunicorn_conf(repo_root, tmp_path, script: str, **env: str) -> dict:
+    """Run `script` in a fresh interpreter with gunicorn.conf.py's path as its argument and
+    `env` as the only GUNICORN_* settings; its last output line, as JSON."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
     # The file sets up a metrics directory; point it into this test's folder.
     environ.update(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"), **env)
     done = subprocess.run(
-        [sys.executable, "-c", _READ_SETTINGS, str(repo_root / "gunicorn.conf.py")],
+        [sys.executable, "-c", script, str(repo_root / "gunicorn.conf.py")],
         cwd=repo_root,
         env=environ,
         capture_output=True,

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from test_config import assert_one_line_error, run_entry_point
-from test_hardening_accept import gunicorn_settings
+from test_hardening_accept import gunicorn_settings, read_gunicorn_conf
 from test_server import gunicorn
 
 from conftest import sso_jwt
@@ -145,18 +143,7 @@ print(json.dumps({
 
 
 def test_gevent_patches_before_the_app_creates_its_locks_and_picks_its_waits(repo_root, tmp_path):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
-    environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
-    done = subprocess.run(
-        [sys.executable, "-c", _AFTER_PATCHING, str(repo_root / "gunicorn.conf.py")],
-        cwd=repo_root,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])
+    seen = read_gunicorn_conf(repo_root, tmp_path, _AFTER_PATCHING)
     assert not [w for w in seen["warnings"] if "MonkeyPatch" in w], seen["warnings"]
     # A real OS lock would stop every greenlet of the worker while one waits for it.
     assert seen["write_lock"].startswith("gevent")

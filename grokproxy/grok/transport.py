@@ -403,6 +403,21 @@ class Transport:
             resp.status_code, resp.headers, chunks(), close, proxy, _readiness_of(raw)
         )
 
+    def _curl_arguments(self, method, url, headers, json, data, proxy, connect) -> dict:
+        """What every curl_cffi transfer is sent with. curl has one silence limit for the whole
+        transfer (connect + read): it gets the idle timeout."""
+        return {
+            "method": method,
+            "url": url,
+            "headers": dict(headers),
+            "json": json,
+            "data": data,
+            "proxy": proxy,
+            "timeout": (connect, self.settings.read_timeout),
+            "allow_redirects": False,
+            "discard_cookies": True,
+        }
+
     def _curl_request(self, method, url, headers, json, data, proxy, timeout):
         connect, first_byte = timeout
         # curl has one silence limit for the whole transfer (connect + read): give it the idle
@@ -413,16 +428,8 @@ class Transport:
             try:
                 started.set(
                     self._curl_session.request(
-                        method,
-                        url,
-                        headers=dict(headers),
-                        json=json,
-                        data=data,
-                        proxy=proxy,
-                        timeout=(connect, self.settings.read_timeout),
+                        **self._curl_arguments(method, url, headers, json, data, proxy, connect),
                         stream=True,
-                        allow_redirects=False,
-                        discard_cookies=True,
                     )
                 )
             except BaseException as exc:  # handed to the waiting thread
@@ -481,15 +488,7 @@ class Transport:
             state.curl = session.curl
             try:
                 response = session.request(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    json=json,
-                    data=data,
-                    proxy=proxy,
-                    timeout=(connect, self.settings.read_timeout),
-                    allow_redirects=False,
-                    discard_cookies=True,
+                    **self._curl_arguments(method, url, headers, json, data, proxy, connect),
                     content_callback=on_chunk,
                 )
             except BaseException as exc:  # handed to the waiting greenlet
