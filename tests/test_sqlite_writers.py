@@ -4,6 +4,7 @@ SQLite's own busy handler would stop them all."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -109,7 +110,7 @@ def test_under_gevent_a_waiting_writer_lets_the_other_greenlets_run(tmp_path, re
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={"GROKPROXY_INSTANCE_PATH": str(tmp_path / "instance"), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "GROKPROXY_INSTANCE_PATH": str(tmp_path / "instance")},
     )
     try:
         assert probe.stdout.readline().strip() == "ready"
